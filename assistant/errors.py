@@ -1,0 +1,48 @@
+"""The errors the core raises: each message is meant for the user, who can act on it."""
+
+from __future__ import annotations
+
+
+class AssistantError(Exception):
+    """Base class: str(error) is a complete, user-facing sentence."""
+
+
+class ModelLoadError(AssistantError):
+    """A model file could not be loaded; the message names the file and the reason."""
+
+
+class ContextOverflowError(AssistantError):
+    """What must be sent does not fit the context window."""
+
+    def __init__(self, message: str, *, needed: int | None = None, limit: int | None = None):
+        super().__init__(message)
+        self.needed = needed
+        self.limit = limit
+
+
+class MessageTooLongError(ContextOverflowError):
+    """A single message is larger than the whole window can hold."""
+
+
+class ContextFullError(ContextOverflowError):
+    """The conversation filled the window under the 'stop at limit' policy."""
+
+
+class GenerationError(AssistantError):
+    """llama.cpp failed while evaluating or sampling."""
+
+
+class StoreError(AssistantError):
+    """The conversation database could not be read or written."""
+
+
+class NotFoundError(StoreError):
+    """A conversation or message id does not exist."""
+
+
+class InvalidInputError(AssistantError):
+    """A file or value given by the user cannot be used."""
+
+
+class ConversionError(AssistantError):
+    """A checkpoint could not be converted to GGUF."""

@@ -1,0 +1,77 @@
+"""Capture llama.cpp's log: `Llama(...)` only says "failed to load"; the reason is in the log."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import sys
+import threading
+from collections import deque
+
+import llama_cpp
+
+# ggml_log_level: NONE 0, DEBUG 1, INFO 2, WARN 3, ERROR 4, CONT 5
+_LEVEL_ERROR, _LEVEL_CONT = 4, 5
+_GENERIC = {"failed to load model", "error loading model"}
+_lines: deque[tuple[int, str]] = deque(maxlen=400)
+_lock = threading.Lock()
+_echo = bool(os.environ.get("ASSISTANT_DEBUG"))
+
+
+@llama_cpp.llama_log_callback
+def _callback(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+    message = text.decode("utf-8", errors="replace")
+    if _echo:
+        sys.stderr.write(message)
+    with _lock:
+        if level == _LEVEL_CONT and _lines:
+            old_level, old = _lines.pop()
+            _lines.append((old_level, old + message))
+            return
+        _lines.append((level, message))
+
+
+def install() -> None:
+    """Route llama.cpp's log here (idempotent; replaces llama-cpp-python's printer)."""
+    llama_cpp.llama_log_set(_callback, ctypes.c_void_p(0))
+
+
+def mark() -> int:
+    """A position in the log; `reason_since` looks only at lines after it."""
+    with _lock:
+        _lines.append((0, ""))
+        return id(_lines[-1])
+
+
+def lines_since(marker: int) -> list[tuple[int, str]]:
+    with _lock:
+        items = list(_lines)
+    for i, item in enumerate(items):
+        if id(item) == marker:
+            return items[i + 1 :]
+    return items
+
+
+def reason_since(marker: int) -> str:
+    """The most telling error lines llama.cpp logged after `marker`, as one sentence."""
+    lines = lines_since(marker)
+    errors = [t.strip() for lvl, t in lines if lvl == _LEVEL_ERROR and t.strip()]
+    if not errors:
+        errors = [
+            t.strip()
+            for lvl, t in lines
+            if t.strip() and any(w in t.lower() for w in ("error", "failed", "invalid", "unknown"))
+        ]
+    if not errors:
+        return ""
+    # Drop the "function_name: " prefixes and generic lines; keep the specific reasons.
+    clean: list[str] = []
+    for line in errors:
+        head, _, rest = line.partition(": ")
+        text = rest if rest and " " not in head else line
+        text = text.removeprefix("error loading model: ")
+        if text not in clean and text not in _GENERIC:
+            clean.append(text)
+    return "; ".join(clean[:3]) or errors[0]
+
+install()

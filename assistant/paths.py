@@ -1,0 +1,33 @@
+"""Where user state lives: one folder, overridable with ASSISTANT_HOME."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import platformdirs
+
+APP_NAME = "offline-assistant"
+HOME_ENV = "ASSISTANT_HOME"
+
+
+def home() -> Path:
+    """The folder that holds the database, settings and imported models (created on demand)."""
+    override = os.environ.get(HOME_ENV)
+    path = Path(override).expanduser() if override else platformdirs.user_data_path(APP_NAME, False)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def database_path() -> Path:
+    return home() / "conversations.sqlite3"
+
+
+def settings_path() -> Path:
+    return home() / "settings.json"
+
+
+def models_dir() -> Path:
+    path = home() / "models"
+    path.mkdir(parents=True, exist_ok=True)
+    return path

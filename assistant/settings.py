@@ -1,0 +1,53 @@
+"""User settings: one JSON file in the user's home folder, written atomically."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from . import paths
+from .embedded import embedded_model_path
+from .types import LoadOptions, SamplingOptions
+
+
+@dataclass
+class Settings:
+    model: str = ""  # empty: the embedded default model
+    n_ctx: int = 4096
+    n_threads: int | None = None
+    n_gpu_layers: int = 0
+    flash_attn: bool = False
+    system_prompt: str = ""
+    policy: str = "drop"
+    sampling: dict[str, Any] = field(default_factory=lambda: SamplingOptions().to_dict())
+
+    @classmethod
+    def load(cls, path: Path | None = None) -> Settings:
+        path = path or paths.settings_path()
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return cls()  # missing or unreadable: defaults (a broken file is kept until saved)
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def save(self, path: Path | None = None) -> None:
+        path = path or paths.settings_path()
+        fd, tmp = tempfile.mkstemp(prefix=".settings-", dir=path.parent)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(asdict(self), handle, indent=2)
+        os.replace(tmp, path)
+
+    def model_path(self) -> Path:
+        return Path(self.model).expanduser() if self.model else embedded_model_path()
+
+    def load_options(self) -> LoadOptions:
+        return LoadOptions(n_ctx=self.n_ctx, n_threads=self.n_threads,
+                           n_gpu_layers=self.n_gpu_layers, flash_attn=self.flash_attn)
+
+    def sampling_options(self) -> SamplingOptions:
+        return SamplingOptions.from_dict(self.sampling)
