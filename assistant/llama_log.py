@@ -12,23 +12,26 @@ import llama_cpp
 
 # ggml_log_level: NONE 0, DEBUG 1, INFO 2, WARN 3, ERROR 4, CONT 5
 _LEVEL_ERROR, _LEVEL_CONT = 4, 5
-_GENERIC = {"failed to load model", "error loading model"}
-_lines: deque[tuple[int, str]] = deque(maxlen=400)
+_GENERIC = ("failed to load model", "error loading model")
+_lines: deque[tuple[int, int, str]] = deque(maxlen=400)  # (sequence number, level, text)
 _lock = threading.Lock()
+_seq = 0
 _echo = bool(os.environ.get("ASSISTANT_DEBUG"))
 
 
 @llama_cpp.llama_log_callback
 def _callback(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+    global _seq
     message = text.decode("utf-8", errors="replace")
     if _echo:
         sys.stderr.write(message)
     with _lock:
         if level == _LEVEL_CONT and _lines:
-            old_level, old = _lines.pop()
-            _lines.append((old_level, old + message))
+            seq, old_level, old = _lines.pop()
+            _lines.append((seq, old_level, old + message))
             return
-        _lines.append((level, message))
+        _seq += 1
+        _lines.append((_seq, level, message))
 
 
 def install() -> None:
@@ -39,17 +42,12 @@ def install() -> None:
 def mark() -> int:
     """A position in the log; `reason_since` looks only at lines after it."""
     with _lock:
-        _lines.append((0, ""))
-        return id(_lines[-1])
+        return _seq
 
 
 def lines_since(marker: int) -> list[tuple[int, str]]:
     with _lock:
-        items = list(_lines)
-    for i, item in enumerate(items):
-        if id(item) == marker:
-            return items[i + 1 :]
-    return items
+        return [(level, text) for seq, level, text in _lines if seq > marker]
 
 
 def reason_since(marker: int) -> str:
@@ -70,7 +68,7 @@ def reason_since(marker: int) -> str:
         head, _, rest = line.partition(": ")
         text = rest if rest and " " not in head else line
         text = text.removeprefix("error loading model: ")
-        if text not in clean and text not in _GENERIC:
+        if text not in clean and not text.lower().startswith(_GENERIC):
             clean.append(text)
     return "; ".join(clean[:3]) or errors[0]
 

@@ -23,7 +23,7 @@ STATUSES = ("complete", "streaming", "cancelled", "length", "interrupted", "erro
 
 
 def now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
 
 
 @dataclass(frozen=True)

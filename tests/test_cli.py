@@ -1,0 +1,137 @@
+"""The `assistant` command in real subprocesses: JSON output, scripted chat, history, errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+
+ASSISTANT = [sys.executable, "-m", "assistant"]
+FAST = ["--max-tokens", "24", "--temperature", "0", "--ctx", "1024"]
+REPLY_KEYS = {"reply", "prompt_tokens", "cached_tokens", "completion_tokens", "ttft_s",
+              "tokens_per_s", "finish_reason", "context"}
+CONTEXT_KEYS = {"n_ctx", "used", "dropped_messages", "summarized_messages", "system_kept"}
+
+
+def run(*args, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run([*ASSISTANT, *args], input=stdin, capture_output=True, text=True,
+                          timeout=300, env=os.environ.copy())
+    if check:
+        assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def test_ask_json(assistant_home):
+    proc = run("ask", "--json", *FAST, "What is the capital of France?")
+    reply = json.loads(proc.stdout)
+    assert REPLY_KEYS <= reply.keys() and CONTEXT_KEYS <= reply["context"].keys()
+    assert reply["reply"] and reply["finish_reason"] in {"stop", "length"}
+    assert reply["context"]["n_ctx"] == 1024
+    assert not (assistant_home / "conversations.sqlite3").exists() or run(
+        "history", "list").stdout == "", "ask is one-shot and stores nothing"
+
+
+def test_ask_streams_plain_text(assistant_home):
+    proc = run("ask", *FAST, "--system", "Answer in one word.", "Say yes.")
+    assert proc.stdout.strip() and "{" not in proc.stdout
+
+
+def test_scripted_chat_with_slash_commands_and_history(assistant_home, tmp_path):
+    script = "\n".join(["Hello there.", "/system You are a pirate.", "/policy summarize",
+                        "Tell me about ships.", "/stats", "/bogus", "/exit", "never sent"]) + "\n"
+    proc = run("chat", "--json", *FAST, stdin=script)
+    replies = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert len(replies) == 2 and all(REPLY_KEYS <= r.keys() for r in replies)
+    assert replies[1]["context"]["system_kept"] is True
+    assert "system prompt: You are a pirate." in proc.stderr
+    assert "context policy: summarize" in proc.stderr
+    assert "Unknown command /bogus" in proc.stderr and "Traceback" not in proc.stderr
+
+    listing = run("history", "list").stdout
+    assert listing.count("\n") == 1 and "Hello there." in listing
+    conv_id = listing.split()[0]
+    shown = run("history", "show", conv_id).stdout
+    assert "You are a pirate." in shown and shown.count("## User") == 2
+
+    out = tmp_path / "conv.json"
+    run("history", "export", conv_id, "--format", "json", "--out", str(out))
+    data = json.loads(out.read_text())
+    assert [m["role"] for m in data["messages"]] == ["user", "assistant"] * 2
+    assert data["conversation"]["policy"] == "summarize"
+    assert "imported as conversation" in run("history", "import", str(out)).stdout
+    assert run("history", "list").stdout.count("\n") == 2
+    md = run("history", "export", conv_id, "--format", "md").stdout
+    assert md.startswith("# Hello there.")
+
+    # Continue the stored conversation: it remembers its system prompt and policy.
+    proc = run("chat", "--json", *FAST, "--conversation", conv_id, stdin="And about the sea?\n")
+    assert json.loads(proc.stdout)["prompt_tokens"] > replies[1]["prompt_tokens"]
+    run("history", "delete", conv_id)
+    assert run("history", "list").stdout.count("\n") == 1
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["ask", "--model", "/nonexistent/model.gguf", "hi"], "Model file not found: /nonexistent/model.gguf"),
+    (["history", "show", "999"], "No conversation with id 999."),
+    (["history", "import", "/nonexistent.json"], "Cannot read /nonexistent.json"),
+])
+def test_errors_are_one_line_without_traceback(args, expected):
+    proc = run(*args, check=False)
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == f"error: {expected}" or proc.stderr.startswith(f"error: {expected}")
+    assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1
+
+
+def test_errors_inside_chat_keep_it_running(assistant_home):
+    huge = "lorem ipsum dolor " * 600
+    proc = run("chat", "--json", *FAST, stdin=f"{huge}\nShort question?\n")
+    assert "error: This message is" in proc.stderr and "Traceback" not in proc.stderr
+    assert len(proc.stdout.splitlines()) == 1, "the next message is answered"
+
+
+def test_killed_mid_reply_loses_no_earlier_message(assistant_home):
+    proc = subprocess.Popen(
+        [*ASSISTANT, "chat", "--json", "--max-tokens", "2000", "--temperature", "0",
+         "--repeat-penalty", "1.0"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        proc.stdin.write("Say hello.\n")
+        proc.stdin.flush()
+        first = json.loads(proc.stdout.readline())
+        proc.stdin.write("Count from 1 to 500, separated by commas.\n")
+        proc.stdin.flush()
+        db = assistant_home / "conversations.sqlite3"
+        deadline, partial = time.monotonic() + 60, ""
+        while time.monotonic() < deadline and not partial:
+            row = sqlite3.connect(db).execute(
+                "SELECT content, status FROM messages ORDER BY id DESC LIMIT 1").fetchone()
+            if row and row[1] == "streaming" and row[0]:
+                partial = row[0]
+            time.sleep(0.05)
+        assert partial, "the reply is saved while it streams"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    from assistant.store import Store
+
+    msgs = Store().messages(1)
+    assert [m.role for m in msgs] == ["user", "assistant", "user", "assistant"]
+    assert msgs[1].content == first["reply"] and msgs[1].status in {"complete", "length"}
+    assert msgs[2].content.startswith("Count from 1 to 500")
+    assert msgs[3].status == "interrupted" and msgs[3].content.startswith(partial)
+
+
+def test_importing_the_core_does_not_import_qt():
+    code = ("import sys, assistant, assistant.cli, assistant.chat, assistant.runtime, "
+            "assistant.store, assistant.context, assistant.settings; "
+            "print('PySide6' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
