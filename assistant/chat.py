@@ -11,8 +11,16 @@ from .context import Window, fit_window
 from .errors import AssistantError, InvalidInputError
 from .runtime import ModelRuntime, ReplyStream
 from .store import Conversation, Store, StoredMessage
-from .types import ASSISTANT, SYSTEM, USER, ContextReport, Message, Policy, ReplyStats, \
-    SamplingOptions
+from .types import (
+    ASSISTANT,
+    SYSTEM,
+    USER,
+    ContextReport,
+    Message,
+    Policy,
+    ReplyStats,
+    SamplingOptions,
+)
 
 SUMMARY_INSTRUCTIONS = (
     "You maintain a running summary of a conversation between a user and an assistant. "
@@ -43,12 +51,20 @@ class ReplyResult:
 class ChatSession:
     """Drives one stored conversation with one runtime. Not thread-safe: one caller at a time."""
 
-    def __init__(self, runtime: ModelRuntime, store: Store,
-                 conversation: Conversation | int | None = None, *,
-                 system_prompt: str | None = None, policy: Policy | str | None = None,
-                 sampling: SamplingOptions | None = None, reserve: int | None = None,
-                 truncate_oversize: bool = False, save_interval: float = 1.0,
-                 slide: float = 0.33):
+    def __init__(
+        self,
+        runtime: ModelRuntime,
+        store: Store,
+        conversation: Conversation | int | None = None,
+        *,
+        system_prompt: str | None = None,
+        policy: Policy | str | None = None,
+        sampling: SamplingOptions | None = None,
+        reserve: int | None = None,
+        truncate_oversize: bool = False,
+        save_interval: float = 1.0,
+        slide: float = 0.33,
+    ):
         self.runtime = runtime
         self.store = store
         self.reserve_override = reserve
@@ -66,7 +82,11 @@ class ChatSession:
             conversation = store.get_conversation(conversation)
         self.conversation_id = conversation.id
         updates = {}
-        if system_prompt is not None and conversation.id and system_prompt != conversation.system_prompt:
+        if (
+            system_prompt is not None
+            and conversation.id
+            and system_prompt != conversation.system_prompt
+        ):
             updates["system_prompt"] = system_prompt
         if policy is not None and Policy.parse(policy).value != conversation.policy:
             updates["policy"] = Policy.parse(policy).value
@@ -160,18 +180,28 @@ class ChatSession:
         summary = conv.summary
         for _ in range(4):
             window = fit_window(
-                msgs, system=conv.system_prompt, counter=self.runtime, n_ctx=self.runtime.n_ctx,
-                reserve=self.reserve(), policy=Policy.parse(conv.policy), start=start,
-                summary=summary, summary_upto=upto, slide=self.slide,
+                msgs,
+                system=conv.system_prompt,
+                counter=self.runtime,
+                n_ctx=self.runtime.n_ctx,
+                reserve=self.reserve(),
+                policy=Policy.parse(conv.policy),
+                start=start,
+                summary=summary,
+                summary_upto=upto,
+                slide=self.slide,
                 truncate_oversize=self.truncate_oversize,
             )
             pending = window.pending_summary
             if Policy.parse(conv.policy) is not Policy.SUMMARIZE or pending is None:
                 break
-            summary = self._summarize(summary, msgs[pending[0]:pending[1]])
+            summary = self._summarize(summary, msgs[pending[0] : pending[1]])
             start = upto = window.start
-            self.store.update_conversation(self.conversation_id, summary=summary,
-                                           summary_upto_id=ids[upto] if upto < len(ids) else None)
+            self.store.update_conversation(
+                self.conversation_id,
+                summary=summary,
+                summary_upto_id=ids[upto] if upto < len(ids) else None,
+            )
         if ids and window.start < len(ids):
             self.store.update_conversation(self.conversation_id, window_start_id=ids[window.start])
         self.last_window = window
@@ -194,42 +224,56 @@ class ChatSession:
         head = f"Previous summary:\n{previous or '(none)'}\n\nNew messages:\n"
 
         def prompt(body: str) -> list[Message]:
-            return [Message(SYSTEM, SUMMARY_INSTRUCTIONS.format(words=words)),
-                    Message(USER, head + body)]
+            return [
+                Message(SYSTEM, SUMMARY_INSTRUCTIONS.format(words=words)),
+                Message(USER, head + body),
+            ]
 
         room = rt.n_ctx - max_tokens - rt.count_prompt(prompt(""))
         tokens = rt.tokenize(transcript)
         if len(tokens) > room:  # keep both ends of what leaves; the middle is the least recent news
             keep = max(room - 16, 0)
-            transcript = (rt.detokenize(tokens[: keep // 2]) + "\n[…]\n"
-                          + rt.detokenize(tokens[len(tokens) - keep // 2:]))
+            transcript = (
+                rt.detokenize(tokens[: keep // 2])
+                + "\n[…]\n"
+                + rt.detokenize(tokens[len(tokens) - keep // 2 :])
+            )
         sampling = SamplingOptions(temperature=0.2, max_tokens=max_tokens, seed=0)
         text = rt.complete(prompt(transcript), sampling).strip()
         return text or previous
 
-    def _reply(self, cancel: threading.Event | None,
-               continue_message: StoredMessage | None = None) -> Reply:
+    def _reply(
+        self, cancel: threading.Event | None, continue_message: StoredMessage | None = None
+    ) -> Reply:
         before = self.conversation
         window = self.plan()
         history, _ = self._history()
         previous_hidden = _index_of([m.id for m in history], before.window_start_id)
         report = ContextReport(
-            n_ctx=window.n_ctx, used=window.used, reserve=window.reserve,
-            dropped_messages=window.dropped, summarized_messages=window.summarized,
-            system_kept=window.system_kept, truncated_message=window.truncated,
+            n_ctx=window.n_ctx,
+            used=window.used,
+            reserve=window.reserve,
+            dropped_messages=window.dropped,
+            summarized_messages=window.summarized,
+            system_kept=window.system_kept,
+            truncated_message=window.truncated,
             first_visible_message_id=history[window.start].id if history else None,
         )
         left = window.start - previous_hidden
         notice = ""
         if left > 0:
             how = "summarized" if window.summarized >= window.start else "dropped"
-            notice = (f"{left} older message{'s' if left != 1 else ''} left the context window "
-                      f"({how}); the model no longer sees them word for word.")
+            notice = (
+                f"{left} older message{'s' if left != 1 else ''} left the context window "
+                f"({how}); the model no longer sees them word for word."
+            )
         if window.truncated:
             notice = (notice + " " if notice else "") + (
-                "Your message was shortened in the middle to fit the window.")
-        stream = self.runtime.stream(self.runtime.prompt_tokens(window.messages), self.sampling,
-                                     cancel)
+                "Your message was shortened in the middle to fit the window."
+            )
+        stream = self.runtime.stream(
+            self.runtime.prompt_tokens(window.messages), self.sampling, cancel
+        )
         if continue_message is None:
             stored = self.store.add_message(self.conversation_id, ASSISTANT, "", status="streaming")
             prefix = ""
@@ -243,8 +287,15 @@ class ChatSession:
 class Reply:
     """A streaming reply: iterate for text pieces; it is saved as it grows and when it ends."""
 
-    def __init__(self, session: ChatSession, stream: ReplyStream, message_id: int, prefix: str,
-                 context: ContextReport, notice: str):
+    def __init__(
+        self,
+        session: ChatSession,
+        stream: ReplyStream,
+        message_id: int,
+        prefix: str,
+        context: ContextReport,
+        notice: str,
+    ):
         self.session = session
         self.stream = stream
         self.message_id = message_id
@@ -300,15 +351,23 @@ class Reply:
             stats = self.stream.stats or ReplyStats(finish_reason="error")
             if status == "cancelled" and stats.finish_reason != "cancelled":
                 stats = replace(stats, finish_reason="cancelled")
-            store.update_message(self.message_id, content=self.text, status=status,
-                                 tokens=stats.completion_tokens,
-                                 stats={**stats.to_dict(), "context": self.context.to_dict()})
+            store.update_message(
+                self.message_id,
+                content=self.text,
+                status=status,
+                tokens=stats.completion_tokens,
+                stats={**stats.to_dict(), "context": self.context.to_dict()},
+            )
             notice = self.notice
             if stats.finish_reason == "length":
-                why = ("the end of the context window" if self.stream.context_full
-                       else f"the {self.stream.sampling.max_tokens}-token reply limit")
+                why = (
+                    "the end of the context window"
+                    if self.stream.context_full
+                    else f"the {self.stream.sampling.max_tokens}-token reply limit"
+                )
                 notice = (notice + " " if notice else "") + (
-                    f"The reply stopped at {why}; continue it to go on.")
+                    f"The reply stopped at {why}; continue it to go on."
+                )
             self.result = ReplyResult(self.message_id, self.text, stats, self.context, notice)
 
 

@@ -1,4 +1,4 @@
-"""Turning messages into the model's prompt text with its own chat template (Jinja, from the GGUF)."""
+"""Messages to prompt text with the model's own chat template (Jinja, from the GGUF)."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ class ChatFormat:
 
 
 class JinjaChatFormat(ChatFormat):
-    """The model's `tokenizer.chat_template`, rendered in a sandbox by llama-cpp-python's formatter."""
+    """The model's `tokenizer.chat_template`, rendered in llama-cpp-python's Jinja sandbox."""
 
     def __init__(self, template: str, *, bos_token: str, eos_token: str, name: str = ""):
         self.name = name or "model chat template (tokenizer.chat_template)"

@@ -39,9 +39,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="assistant", description=(
-        "Offline chat assistant. With no command it opens the desktop app."))
-    parser.add_argument("--model", help="GGUF model file (default: settings, else the embedded model)")
+    parser = argparse.ArgumentParser(
+        prog="assistant",
+        description=("Offline chat assistant. With no command it opens the desktop app."),
+    )
+    parser.add_argument(
+        "--model", help="GGUF model file (default: settings, else the embedded model)"
+    )
     parser.set_defaults(command=None)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -57,11 +61,17 @@ def build_parser() -> argparse.ArgumentParser:
     _model_options(chat)
     _sampling_options(chat)
     chat.add_argument("--system", help="system prompt for a new conversation")
-    chat.add_argument("--policy", choices=[p.value for p in Policy],
-                      help="what happens when the context window is full (default: drop)")
+    chat.add_argument(
+        "--policy",
+        choices=[p.value for p in Policy],
+        help="what happens when the context window is full (default: drop)",
+    )
     chat.add_argument("--conversation", type=int, help="continue a stored conversation by id")
-    chat.add_argument("--truncate", action="store_true",
-                      help="shorten a message too long for the window in the middle, with a marker")
+    chat.add_argument(
+        "--truncate",
+        action="store_true",
+        help="shorten a message too long for the window in the middle, with a marker",
+    )
     chat.add_argument("--json", action="store_true", help="print one JSON object per reply")
     chat.set_defaults(run=run_chat)
 
@@ -115,8 +125,12 @@ def _settings(args):
     settings = Settings.load()
     if getattr(args, "model", None):
         settings.model = str(Path(args.model).expanduser().resolve())
-    for attr, key in (("ctx", "n_ctx"), ("threads", "n_threads"), ("gpu_layers", "n_gpu_layers"),
-                      ("flash_attn", "flash_attn")):
+    for attr, key in (
+        ("ctx", "n_ctx"),
+        ("threads", "n_threads"),
+        ("gpu_layers", "n_gpu_layers"),
+        ("flash_attn", "flash_attn"),
+    ):
         if getattr(args, attr, None) is not None:
             setattr(settings, key, getattr(args, attr))
     return settings
@@ -124,9 +138,11 @@ def _settings(args):
 
 def _sampling(args, settings) -> SamplingOptions:
     sampling = settings.sampling_options()
-    overrides = {k: getattr(args, k) for k in ("max_tokens", "temperature", "top_p", "top_k",
-                                               "min_p", "repeat_penalty", "seed")
-                 if getattr(args, k, None) is not None}
+    overrides = {
+        k: getattr(args, k)
+        for k in ("max_tokens", "temperature", "top_p", "top_k", "min_p", "repeat_penalty", "seed")
+        if getattr(args, k, None) is not None
+    }
     if getattr(args, "stop", None):
         overrides["stop"] = tuple(args.stop)
     return replace(sampling, **overrides)
@@ -162,10 +178,12 @@ def run_ask(args) -> int:
 
     prompt = sys.stdin.read() if args.prompt == ["-"] else " ".join(args.prompt)
     settings = _settings(args)
-    session = ChatSession(_runtime(settings), Store(":memory:"),
-                          system_prompt=args.system if args.system is not None
-                          else settings.system_prompt,
-                          sampling=_sampling(args, settings))
+    session = ChatSession(
+        _runtime(settings),
+        Store(":memory:"),
+        system_prompt=args.system if args.system is not None else settings.system_prompt,
+        sampling=_sampling(args, settings),
+    )
     _stream_to_stdout(session.send(prompt), args.json)
     return 0
 
@@ -178,22 +196,35 @@ def run_chat(args) -> int:
     runtime = _runtime(settings)
     store = Store()
     interactive = sys.stdin.isatty()
-    system = args.system if args.system is not None else (
-        None if args.conversation else settings.system_prompt)
+    system = (
+        args.system
+        if args.system is not None
+        else (None if args.conversation else settings.system_prompt)
+    )
     policy = args.policy or (None if args.conversation else settings.policy)
     sampling = _sampling(args, settings)
 
     def new_session(conversation=None, system=system, policy=policy):
-        return ChatSession(runtime, store, conversation, system_prompt=system, policy=policy,
-                           sampling=sampling, truncate_oversize=args.truncate)
+        return ChatSession(
+            runtime,
+            store,
+            conversation,
+            system_prompt=system,
+            policy=policy,
+            sampling=sampling,
+            truncate_oversize=args.truncate,
+        )
 
     session = new_session(args.conversation)
     if interactive:
         import readline  # noqa: F401  (line editing and history for input())
 
         conv = session.conversation
-        print(f"{runtime.info.name} · {runtime.info.quantization} · {runtime.info.runs_on} · "
-              f"conversation {conv.id} · /help for commands", file=sys.stderr)
+        print(
+            f"{runtime.info.name} · {runtime.info.quantization} · {runtime.info.runs_on} · "
+            f"conversation {conv.id} · /help for commands",
+            file=sys.stderr,
+        )
     last = None
     while True:
         try:
@@ -221,8 +252,10 @@ def run_chat(args) -> int:
                 elif command == "system":
                     if rest:
                         session.set_system_prompt(rest)
-                    _say(f"system prompt: {session.conversation.system_prompt or '(model default)'}",
-                         args.json)
+                    _say(
+                        f"system prompt: {session.conversation.system_prompt or '(model default)'}",
+                        args.json,
+                    )
                 elif command == "policy":
                     if rest:
                         session.set_policy(rest.strip())
@@ -230,7 +263,9 @@ def run_chat(args) -> int:
                 elif command == "stats":
                     _say(json.dumps(last.to_json() if last else {}, ensure_ascii=False), args.json)
                 elif command in {"continue", "regen"}:
-                    reply = session.continue_reply() if command == "continue" else session.regenerate()
+                    reply = (
+                        session.continue_reply() if command == "continue" else session.regenerate()
+                    )
                     _stream_to_stdout(reply, args.json)
                     last = reply.result
                 elif command == "help":
@@ -270,8 +305,19 @@ def run_history(args) -> int:
     if args.action == "list":
         convs = store.list_conversations(args.search)
         if args.json:
-            print(json.dumps([{"id": c.id, "title": c.title, "updated_at": c.updated_at,
-                               "messages": len(store.messages(c.id))} for c in convs]))
+            print(
+                json.dumps(
+                    [
+                        {
+                            "id": c.id,
+                            "title": c.title,
+                            "updated_at": c.updated_at,
+                            "messages": len(store.messages(c.id)),
+                        }
+                        for c in convs
+                    ]
+                )
+            )
         for c in convs if not args.json else ():
             print(f"{c.id:5}  {c.updated_at[:19].replace('T', ' ')}  {c.title}")
     elif args.action == "show":
@@ -315,8 +361,9 @@ def open_desktop(args) -> int:
     try:
         from ui.app import run_app
     except ImportError as exc:
-        print(f"error: the desktop app is unavailable ({exc}); try `assistant chat`.",
-              file=sys.stderr)
+        print(
+            f"error: the desktop app is unavailable ({exc}); try `assistant chat`.", file=sys.stderr
+        )
         return 1
     return run_app(model=getattr(args, "model", None))
 

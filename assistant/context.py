@@ -20,7 +20,9 @@ from .errors import ContextFullError, ContextOverflowError, MessageTooLongError
 from .types import SYSTEM, USER, Message, Policy
 
 SUMMARY_HEADER = "Summary of the earlier part of this conversation (older messages are not shown):"
-TRUNCATION_MARKER = "\n\n[… {n} tokens removed from the middle of this message to fit the context window …]\n\n"
+TRUNCATION_MARKER = (
+    "\n\n[… {n} tokens removed from the middle of this message to fit the context window …]\n\n"
+)
 
 
 class TokenCounter(Protocol):
@@ -138,8 +140,9 @@ def fit_window(
     chosen = _first_fitting(candidates, count, target) or _first_fitting(candidates, count, budget)
     if chosen is not None:
         return window(*chosen)
-    return _fit_oversize(history, last, system, summary, summary_upto, counter, n_ctx, reserve,
-                         truncate_oversize)
+    return _fit_oversize(
+        history, last, system, summary, summary_upto, counter, n_ctx, reserve, truncate_oversize
+    )
 
 
 def _first_fitting(candidates: list[int], count, limit: int) -> tuple[int, int] | None:
@@ -155,8 +158,9 @@ def _first_fitting(candidates: list[int], count, limit: int) -> tuple[int, int] 
     return found
 
 
-def _fit_oversize(history, last, system, summary, summary_upto, counter, n_ctx, reserve,
-                  truncate) -> Window:
+def _fit_oversize(
+    history, last, system, summary, summary_upto, counter, n_ctx, reserve, truncate
+) -> Window:
     """The newest turn alone does not fit: explain with numbers, or cut the middle if allowed."""
     budget = n_ctx - reserve
     turn = list(history[last:])
@@ -176,17 +180,21 @@ def _fit_oversize(history, last, system, summary, summary_upto, counter, n_ctx, 
         )
     keep = room - len(counter.tokenize(TRUNCATION_MARKER.format(n=len(msg_tokens))))
     for _ in range(8):  # detokenize/retokenize can shift counts slightly: shrink until it fits
-        head, tail = msg_tokens[: keep // 2], msg_tokens[len(msg_tokens) - (keep - keep // 2):]
+        head, tail = msg_tokens[: keep // 2], msg_tokens[len(msg_tokens) - (keep - keep // 2) :]
         removed = len(msg_tokens) - len(head) - len(tail)
-        text = (counter.detokenize(head) + TRUNCATION_MARKER.format(n=removed)
-                + counter.detokenize(tail))
+        text = (
+            counter.detokenize(head)
+            + TRUNCATION_MARKER.format(n=removed)
+            + counter.detokenize(tail)
+        )
         turn[0] = type(message)(message.role, text)
         used = counter.count_prompt(compose(system, summary, turn))
         if used <= budget:
             msgs = compose(system, summary, turn)
-            return Window(msgs, last, used, n_ctx, reserve, summary_upto, True,
-                          truncated=True)
+            return Window(msgs, last, used, n_ctx, reserve, summary_upto, True, truncated=True)
         keep -= used - budget + 8
     raise MessageTooLongError(  # pragma: no cover - the loop converges in practice
         f"This message could not be shortened to fit the {n_ctx}-token window.",
-        needed=used + reserve, limit=n_ctx)
+        needed=used + reserve,
+        limit=n_ctx,
+    )

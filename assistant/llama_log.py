@@ -72,4 +72,5 @@ def reason_since(marker: int) -> str:
             clean.append(text)
     return "; ".join(clean[:3]) or errors[0]
 
+
 install()

@@ -166,7 +166,7 @@ class ModelRuntime:
         return bool(llama_cpp.llama_vocab_is_eog(self._vocab, token))
 
     def reusable_prefix(self, tokens: Sequence[int]) -> int:
-        """How many leading prompt tokens llama.cpp's KV cache already holds (as `generate` reuses)."""
+        """Leading prompt tokens the KV cache already holds (what `Llama.generate` reuses)."""
         llm = self._llm
         if llm.n_tokens == 0 or not tokens:
             return 0
@@ -203,8 +203,13 @@ class ReplyStream:
     'cancelled'; what was generated so far is kept in `text`.
     """
 
-    def __init__(self, runtime: ModelRuntime, prompt: list[int], sampling: SamplingOptions,
-                 cancel: threading.Event | None):
+    def __init__(
+        self,
+        runtime: ModelRuntime,
+        prompt: list[int],
+        sampling: SamplingOptions,
+        cancel: threading.Event | None,
+    ):
         self.runtime = runtime
         self.prompt = prompt
         self.sampling = sampling
@@ -242,7 +247,9 @@ class ReplyStream:
         if len(prompt) >= n_ctx:
             raise ContextOverflowError(
                 f"The prompt is {len(prompt)} tokens; the context window holds {n_ctx}.",
-                needed=len(prompt), limit=n_ctx)
+                needed=len(prompt),
+                limit=n_ctx,
+            )
         room = n_ctx - len(prompt)
         limit = min(s.max_tokens, room) if s.max_tokens and s.max_tokens > 0 else room
         cached = rt.reusable_prefix(prompt)
@@ -252,8 +259,14 @@ class ReplyStream:
         finish, n = "length", 0
         t0 = time.perf_counter()
         t_first = t_last = t0
-        tokens = llm.generate(prompt, top_k=s.top_k, top_p=s.top_p, min_p=s.min_p,
-                              temp=max(s.temperature, 0.0), repeat_penalty=s.repeat_penalty)
+        tokens = llm.generate(
+            prompt,
+            top_k=s.top_k,
+            top_p=s.top_p,
+            min_p=s.min_p,
+            temp=max(s.temperature, 0.0),
+            repeat_penalty=s.repeat_penalty,
+        )
         try:
             for token in tokens:
                 t_last = time.perf_counter()

@@ -46,8 +46,12 @@ class Settings:
         return Path(self.model).expanduser() if self.model else embedded_model_path()
 
     def load_options(self) -> LoadOptions:
-        return LoadOptions(n_ctx=self.n_ctx, n_threads=self.n_threads,
-                           n_gpu_layers=self.n_gpu_layers, flash_attn=self.flash_attn)
+        return LoadOptions(
+            n_ctx=self.n_ctx,
+            n_threads=self.n_threads,
+            n_gpu_layers=self.n_gpu_layers,
+            flash_attn=self.flash_attn,
+        )
 
     def sampling_options(self) -> SamplingOptions:
         return SamplingOptions.from_dict(self.sampling)

@@ -61,7 +61,8 @@ def _run_script(db: sqlite3.Connection, script: str) -> None:
 
 
 def _m001_initial(db: sqlite3.Connection) -> None:
-    _run_script(db, 
+    _run_script(
+        db,
         """
         CREATE TABLE conversations (
             id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -84,17 +85,18 @@ def _m001_initial(db: sqlite3.Connection) -> None:
             stats TEXT NOT NULL DEFAULT '{}'
         );
         CREATE INDEX messages_by_conversation ON messages(conversation_id, id);
-        """
+        """,
     )
 
 
 def _m002_window_state(db: sqlite3.Connection) -> None:
-    _run_script(db, 
+    _run_script(
+        db,
         """
         ALTER TABLE conversations ADD COLUMN window_start_id INTEGER;
         ALTER TABLE conversations ADD COLUMN summary TEXT NOT NULL DEFAULT '';
         ALTER TABLE conversations ADD COLUMN summary_upto_id INTEGER;
-        """
+        """,
     )
 
 
@@ -111,7 +113,9 @@ class Store:
         try:
             if str(path) != ":memory:":
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
+            self._db = sqlite3.connect(
+                str(self.path), check_same_thread=False, isolation_level=None
+            )
             self._db.row_factory = sqlite3.Row
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
@@ -158,9 +162,15 @@ class Store:
             db.execute("UPDATE messages SET status='interrupted' WHERE status='streaming'")
 
     # -- conversations ---------------------------------------------------------------------
-    def create_conversation(self, *, title: str = "New chat", system_prompt: str = "",
-                            model: str = "", sampling: dict | None = None,
-                            policy: str = "drop") -> Conversation:
+    def create_conversation(
+        self,
+        *,
+        title: str = "New chat",
+        system_prompt: str = "",
+        model: str = "",
+        sampling: dict | None = None,
+        policy: str = "drop",
+    ) -> Conversation:
         stamp = now()
         with self._tx() as db:
             cur = db.execute(
@@ -185,16 +195,26 @@ class Store:
         args: tuple = ()
         if search:
             like = f"%{search}%"
-            sql += (" WHERE title LIKE ? OR id IN (SELECT conversation_id FROM messages"
-                    " WHERE content LIKE ?)")
+            sql += (
+                " WHERE title LIKE ? OR id IN (SELECT conversation_id FROM messages"
+                " WHERE content LIKE ?)"
+            )
             args = (like, like)
         with self._lock:
             rows = self._db.execute(sql + " ORDER BY updated_at DESC, id DESC", args).fetchall()
         return [_conversation(r) for r in rows]
 
     def update_conversation(self, conversation_id: int, **fields: Any) -> Conversation:
-        allowed = {"title", "system_prompt", "model", "sampling", "policy", "window_start_id",
-                   "summary", "summary_upto_id"}
+        allowed = {
+            "title",
+            "system_prompt",
+            "model",
+            "sampling",
+            "policy",
+            "window_start_id",
+            "summary",
+            "summary_upto_id",
+        }
         unknown = set(fields) - allowed
         if unknown:
             raise ValueError(f"unknown conversation fields: {sorted(unknown)}")
@@ -203,8 +223,9 @@ class Store:
         fields["updated_at"] = now()
         sets = ", ".join(f"{k} = ?" for k in fields)
         with self._tx() as db:
-            cur = db.execute(f"UPDATE conversations SET {sets} WHERE id = ?",
-                             (*fields.values(), conversation_id))
+            cur = db.execute(
+                f"UPDATE conversations SET {sets} WHERE id = ?", (*fields.values(), conversation_id)
+            )
         if cur.rowcount == 0:
             raise NotFoundError(f"No conversation with id {conversation_id}.")
         return self.get_conversation(conversation_id)
@@ -216,9 +237,16 @@ class Store:
             raise NotFoundError(f"No conversation with id {conversation_id}.")
 
     # -- messages --------------------------------------------------------------------------
-    def add_message(self, conversation_id: int, role: str, content: str, *,
-                    status: str = "complete", tokens: int | None = None,
-                    stats: dict | None = None) -> StoredMessage:
+    def add_message(
+        self,
+        conversation_id: int,
+        role: str,
+        content: str,
+        *,
+        status: str = "complete",
+        tokens: int | None = None,
+        stats: dict | None = None,
+    ) -> StoredMessage:
         stamp = now()
         with self._tx() as db:
             cur = db.execute(
@@ -226,8 +254,9 @@ class Store:
                 " tokens, stats) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (conversation_id, role, content, stamp, status, tokens, json.dumps(stats or {})),
             )
-            db.execute("UPDATE conversations SET updated_at = ? WHERE id = ?",
-                       (stamp, conversation_id))
+            db.execute(
+                "UPDATE conversations SET updated_at = ? WHERE id = ?", (stamp, conversation_id)
+            )
         return self.get_message(cur.lastrowid)
 
     def get_message(self, message_id: int) -> StoredMessage:
@@ -237,9 +266,15 @@ class Store:
             raise NotFoundError(f"No message with id {message_id}.")
         return _message(row)
 
-    def update_message(self, message_id: int, *, content: str | None = None,
-                       status: str | None = None, tokens: int | None = None,
-                       stats: dict | None = None) -> None:
+    def update_message(
+        self,
+        message_id: int,
+        *,
+        content: str | None = None,
+        status: str | None = None,
+        tokens: int | None = None,
+        stats: dict | None = None,
+    ) -> None:
         fields: dict[str, Any] = {}
         if content is not None:
             fields["content"] = content
@@ -265,8 +300,10 @@ class Store:
     def delete_messages_from(self, conversation_id: int, message_id: int) -> int:
         """Delete this message and every later one (edit and regenerate replace the tail)."""
         with self._tx() as db:
-            cur = db.execute("DELETE FROM messages WHERE conversation_id = ? AND id >= ?",
-                             (conversation_id, message_id))
+            cur = db.execute(
+                "DELETE FROM messages WHERE conversation_id = ? AND id >= ?",
+                (conversation_id, message_id),
+            )
         return cur.rowcount
 
     # -- export / import -------------------------------------------------------------------
@@ -275,8 +312,11 @@ class Store:
         return {
             "format": EXPORT_FORMAT,
             "version": EXPORT_VERSION,
-            "conversation": {k: v for k, v in asdict(conv).items()
-                             if k not in {"id", "window_start_id", "summary_upto_id"}},
+            "conversation": {
+                k: v
+                for k, v in asdict(conv).items()
+                if k not in {"id", "window_start_id", "summary_upto_id"}
+            },
             "messages": [
                 {k: v for k, v in asdict(m).items() if k not in {"id", "conversation_id"}}
                 for m in self.messages(conversation_id)
@@ -285,7 +325,12 @@ class Store:
 
     def export_markdown(self, conversation_id: int) -> str:
         conv = self.get_conversation(conversation_id)
-        out = [f"# {conv.title}", "", f"_Model: {conv.model or 'default'} · created {conv.created_at}_", ""]
+        out = [
+            f"# {conv.title}",
+            "",
+            f"_Model: {conv.model or 'default'} · created {conv.created_at}_",
+            "",
+        ]
         if conv.system_prompt:
             out += ["> **System:** " + conv.system_prompt.replace("\n", "\n> "), ""]
         for m in self.messages(conversation_id):
@@ -307,10 +352,16 @@ class Store:
                 cur = db.execute(
                     "INSERT INTO conversations (title, system_prompt, model, sampling, policy,"
                     " created_at, updated_at, summary) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (str(conv.get("title") or "Imported chat"), str(conv.get("system_prompt", "")),
-                     str(conv.get("model", "")), json.dumps(conv.get("sampling") or {}),
-                     str(conv.get("policy", "drop")), str(conv.get("created_at") or stamp), stamp,
-                     str(conv.get("summary", ""))),
+                    (
+                        str(conv.get("title") or "Imported chat"),
+                        str(conv.get("system_prompt", "")),
+                        str(conv.get("model", "")),
+                        json.dumps(conv.get("sampling") or {}),
+                        str(conv.get("policy", "drop")),
+                        str(conv.get("created_at") or stamp),
+                        stamp,
+                        str(conv.get("summary", "")),
+                    ),
                 )
                 for m in msgs:
                     if m.get("role") not in {"user", "assistant", "system"}:
@@ -318,9 +369,15 @@ class Store:
                     db.execute(
                         "INSERT INTO messages (conversation_id, role, content, created_at, status,"
                         " tokens, stats) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        (cur.lastrowid, m["role"], str(m.get("content", "")),
-                         str(m.get("created_at") or stamp), str(m.get("status", "complete")),
-                         m.get("tokens"), json.dumps(m.get("stats") or {})),
+                        (
+                            cur.lastrowid,
+                            m["role"],
+                            str(m.get("content", "")),
+                            str(m.get("created_at") or stamp),
+                            str(m.get("status", "complete")),
+                            m.get("tokens"),
+                            json.dumps(m.get("stats") or {}),
+                        ),
                     )
         except (AttributeError, KeyError, TypeError):
             raise InvalidInputError(f"{source} has malformed messages.") from None
@@ -329,17 +386,28 @@ class Store:
 
 def _conversation(row: sqlite3.Row) -> Conversation:
     return Conversation(
-        id=row["id"], title=row["title"], system_prompt=row["system_prompt"], model=row["model"],
-        sampling=json.loads(row["sampling"] or "{}"), policy=row["policy"],
-        created_at=row["created_at"], updated_at=row["updated_at"],
-        window_start_id=row["window_start_id"], summary=row["summary"],
+        id=row["id"],
+        title=row["title"],
+        system_prompt=row["system_prompt"],
+        model=row["model"],
+        sampling=json.loads(row["sampling"] or "{}"),
+        policy=row["policy"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        window_start_id=row["window_start_id"],
+        summary=row["summary"],
         summary_upto_id=row["summary_upto_id"],
     )
 
 
 def _message(row: sqlite3.Row) -> StoredMessage:
     return StoredMessage(
-        id=row["id"], conversation_id=row["conversation_id"], role=row["role"],
-        content=row["content"], created_at=row["created_at"], status=row["status"],
-        tokens=row["tokens"], stats=json.loads(row["stats"] or "{}"),
+        id=row["id"],
+        conversation_id=row["conversation_id"],
+        role=row["role"],
+        content=row["content"],
+        created_at=row["created_at"],
+        status=row["status"],
+        tokens=row["tokens"],
+        stats=json.loads(row["stats"] or "{}"),
     )

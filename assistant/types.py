@@ -33,7 +33,9 @@ class Policy(str, Enum):
             names = ", ".join(p.value for p in cls)
             from .errors import InvalidInputError
 
-            raise InvalidInputError(f"Unknown context policy {value!r}; choose one of {names}.")
+            raise InvalidInputError(
+                f"Unknown context policy {value!r}; choose one of {names}."
+            ) from None
 
 
 @dataclass(frozen=True)

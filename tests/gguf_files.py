@@ -1,4 +1,4 @@
-"""Real GGUF files for tests: broken ones, foreign architectures, and the model minus its template."""
+"""Real GGUF files for tests: foreign architectures, and the model minus its template."""
 
 from __future__ import annotations
 

@@ -14,8 +14,18 @@ from assistant.types import SamplingOptions
 
 GREEDY = SamplingOptions(temperature=0, max_tokens=48, repeat_penalty=1.1)
 SYSTEM = "You are Captain Nemo. Always answer as Captain Nemo."
-TOPICS = ["the sea", "submarines", "whales", "coral reefs", "storms", "navigation", "pearls",
-          "octopuses", "lighthouses", "tides"]
+TOPICS = [
+    "the sea",
+    "submarines",
+    "whales",
+    "coral reefs",
+    "storms",
+    "navigation",
+    "pearls",
+    "octopuses",
+    "lighthouses",
+    "tides",
+]
 
 
 @pytest.fixture
@@ -138,8 +148,9 @@ def test_regenerate_and_edit_replace_the_tail(runtime, store):
 
 
 def test_reply_is_saved_while_it_streams(runtime, store):
-    session = ChatSession(runtime, store, sampling=SamplingOptions(temperature=0, max_tokens=120),
-                          save_interval=0.0)
+    session = ChatSession(
+        runtime, store, sampling=SamplingOptions(temperature=0, max_tokens=120), save_interval=0.0
+    )
     reply = session.send("Write a long poem about the ocean.")
     next(reply)
     next(reply)

@@ -14,14 +14,28 @@ import pytest
 
 ASSISTANT = [sys.executable, "-m", "assistant"]
 FAST = ["--max-tokens", "24", "--temperature", "0", "--ctx", "1024"]
-REPLY_KEYS = {"reply", "prompt_tokens", "cached_tokens", "completion_tokens", "ttft_s",
-              "tokens_per_s", "finish_reason", "context"}
+REPLY_KEYS = {
+    "reply",
+    "prompt_tokens",
+    "cached_tokens",
+    "completion_tokens",
+    "ttft_s",
+    "tokens_per_s",
+    "finish_reason",
+    "context",
+}
 CONTEXT_KEYS = {"n_ctx", "used", "dropped_messages", "summarized_messages", "system_kept"}
 
 
 def run(*args, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run([*ASSISTANT, *args], input=stdin, capture_output=True, text=True,
-                          timeout=300, env=os.environ.copy())
+    proc = subprocess.run(
+        [*ASSISTANT, *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=os.environ.copy(),
+    )
     if check:
         assert proc.returncode == 0, proc.stderr
     return proc
@@ -33,8 +47,10 @@ def test_ask_json(assistant_home):
     assert REPLY_KEYS <= reply.keys() and CONTEXT_KEYS <= reply["context"].keys()
     assert reply["reply"] and reply["finish_reason"] in {"stop", "length"}
     assert reply["context"]["n_ctx"] == 1024
-    assert not (assistant_home / "conversations.sqlite3").exists() or run(
-        "history", "list").stdout == "", "ask is one-shot and stores nothing"
+    assert (
+        not (assistant_home / "conversations.sqlite3").exists()
+        or run("history", "list").stdout == ""
+    ), "ask is one-shot and stores nothing"
 
 
 def test_ask_streams_plain_text(assistant_home):
@@ -43,8 +59,21 @@ def test_ask_streams_plain_text(assistant_home):
 
 
 def test_scripted_chat_with_slash_commands_and_history(assistant_home, tmp_path):
-    script = "\n".join(["Hello there.", "/system You are a pirate.", "/policy summarize",
-                        "Tell me about ships.", "/stats", "/bogus", "/exit", "never sent"]) + "\n"
+    script = (
+        "\n".join(
+            [
+                "Hello there.",
+                "/system You are a pirate.",
+                "/policy summarize",
+                "Tell me about ships.",
+                "/stats",
+                "/bogus",
+                "/exit",
+                "never sent",
+            ]
+        )
+        + "\n"
+    )
     proc = run("chat", "--json", *FAST, stdin=script)
     replies = [json.loads(line) for line in proc.stdout.splitlines()]
     assert len(replies) == 2 and all(REPLY_KEYS <= r.keys() for r in replies)
@@ -76,15 +105,23 @@ def test_scripted_chat_with_slash_commands_and_history(assistant_home, tmp_path)
     assert run("history", "list").stdout.count("\n") == 1
 
 
-@pytest.mark.parametrize("args, expected", [
-    (["ask", "--model", "/nonexistent/model.gguf", "hi"], "Model file not found: /nonexistent/model.gguf"),
-    (["history", "show", "999"], "No conversation with id 999."),
-    (["history", "import", "/nonexistent.json"], "Cannot read /nonexistent.json"),
-])
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (
+            ["ask", "--model", "/nonexistent/model.gguf", "hi"],
+            "Model file not found: /nonexistent/model.gguf",
+        ),
+        (["history", "show", "999"], "No conversation with id 999."),
+        (["history", "import", "/nonexistent.json"], "Cannot read /nonexistent.json"),
+    ],
+)
 def test_errors_are_one_line_without_traceback(args, expected):
     proc = run(*args, check=False)
     assert proc.returncode == 1
-    assert proc.stderr.strip() == f"error: {expected}" or proc.stderr.startswith(f"error: {expected}")
+    assert proc.stderr.strip() == f"error: {expected}" or proc.stderr.startswith(
+        f"error: {expected}"
+    )
     assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1
 
 
@@ -97,9 +134,22 @@ def test_errors_inside_chat_keep_it_running(assistant_home):
 
 def test_killed_mid_reply_loses_no_earlier_message(assistant_home):
     proc = subprocess.Popen(
-        [*ASSISTANT, "chat", "--json", "--max-tokens", "2000", "--temperature", "0",
-         "--repeat-penalty", "1.0"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        [
+            *ASSISTANT,
+            "chat",
+            "--json",
+            "--max-tokens",
+            "2000",
+            "--temperature",
+            "0",
+            "--repeat-penalty",
+            "1.0",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         proc.stdin.write("Say hello.\n")
         proc.stdin.flush()
@@ -109,8 +159,11 @@ def test_killed_mid_reply_loses_no_earlier_message(assistant_home):
         db = assistant_home / "conversations.sqlite3"
         deadline, partial = time.monotonic() + 60, ""
         while time.monotonic() < deadline and not partial:
-            row = sqlite3.connect(db).execute(
-                "SELECT content, status FROM messages ORDER BY id DESC LIMIT 1").fetchone()
+            row = (
+                sqlite3.connect(db)
+                .execute("SELECT content, status FROM messages ORDER BY id DESC LIMIT 1")
+                .fetchone()
+            )
             if row and row[1] == "streaming" and row[0]:
                 partial = row[0]
             time.sleep(0.05)
@@ -130,8 +183,10 @@ def test_killed_mid_reply_loses_no_earlier_message(assistant_home):
 
 
 def test_importing_the_core_does_not_import_qt():
-    code = ("import sys, assistant, assistant.cli, assistant.chat, assistant.runtime, "
-            "assistant.store, assistant.context, assistant.settings; "
-            "print('PySide6' in sys.modules)")
+    code = (
+        "import sys, assistant, assistant.cli, assistant.chat, assistant.runtime, "
+        "assistant.store, assistant.context, assistant.settings; "
+        "print('PySide6' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

@@ -117,12 +117,19 @@ def test_summarize_policy_reports_what_must_be_summarized():
     assert w.pending_summary == (0, w.start) and w.start > 0
     assert w.dropped == w.start and w.summarized == 0
     # Once the summary covers what left, it is carried right after the system prompt.
-    w2 = ask(history, policy=Policy.SUMMARIZE, start=w.start, summary="they said hi",
-             summary_upto=w.start)
+    w2 = ask(
+        history,
+        policy=Policy.SUMMARIZE,
+        start=w.start,
+        summary="they said hi",
+        summary_upto=w.start,
+    )
     assert w2.pending_summary is None
     assert w2.summarized == w.start and w2.dropped == 0
     assert w2.messages[0].role == SYSTEM
-    assert w2.messages[0].content.startswith("be brief") and SUMMARY_HEADER in w2.messages[0].content
+    assert (
+        w2.messages[0].content.startswith("be brief") and SUMMARY_HEADER in w2.messages[0].content
+    )
     assert "they said hi" in w2.messages[0].content
 
 

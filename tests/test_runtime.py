@@ -29,8 +29,10 @@ def test_metadata(runtime):
 
 def test_prompt_uses_the_models_own_chat_template(runtime):
     text = runtime.render(QUESTION)
-    assert text == ("<|im_start|>system\nYou are concise.<|im_end|>\n"
-                    "<|im_start|>user\nName three colors.<|im_end|>\n<|im_start|>assistant\n")
+    assert text == (
+        "<|im_start|>system\nYou are concise.<|im_end|>\n"
+        "<|im_start|>user\nName three colors.<|im_end|>\n<|im_start|>assistant\n"
+    )
     tokens = runtime.prompt_tokens(QUESTION)
     assert tokens[0] == runtime.tokenize("<|im_start|>", special=True)[0], "special tokens parsed"
     assert runtime.count_prompt(QUESTION) == len(tokens)
@@ -67,7 +69,9 @@ def test_max_tokens_gives_length(runtime):
 def test_end_of_window_gives_length_and_context_full(runtime_factory):
     rt = runtime_factory(256)
     prompt = [Message(USER, "Write a very long story about a dragon. " * 10)]
-    stream = rt.stream(prompt, SamplingOptions(temperature=0, max_tokens=10_000, repeat_penalty=1.3))
+    stream = rt.stream(
+        prompt, SamplingOptions(temperature=0, max_tokens=10_000, repeat_penalty=1.3)
+    )
     stream.join()
     if stream.stats.finish_reason == "length":
         assert stream.context_full
@@ -126,9 +130,11 @@ def test_model_without_template_uses_the_named_fallback(model_path, tmp_path):
 
 
 def test_template_refusing_system_role_gets_it_folded_into_the_first_user_message():
-    template = ("{% for m in messages %}{% if m['role'] == 'system' %}"
-                "{{ raise_exception('System role not supported') }}{% endif %}"
-                "[{{ m['role'] }}] {{ m['content'] }}\n{% endfor %}[assistant]")
+    template = (
+        "{% for m in messages %}{% if m['role'] == 'system' %}"
+        "{{ raise_exception('System role not supported') }}{% endif %}"
+        "[{{ m['role'] }}] {{ m['content'] }}\n{% endfor %}[assistant]"
+    )
     fmt = JinjaChatFormat(template, bos_token="<s>", eos_token="</s>")
     assert fmt.render(QUESTION) == "[user] You are concise.\n\nName three colors.\n[assistant]"
     assert fmt.stop_strings == ("</s>",)

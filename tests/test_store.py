@@ -40,17 +40,29 @@ def test_migrations_upgrade_an_older_database(tmp_path):
 
 
 def test_conversation_and_messages_round_trip(store):
-    conv = store.create_conversation(title="Trip", system_prompt="sys", model="m",
-                                     sampling={"temperature": 0.2}, policy="summarize")
+    conv = store.create_conversation(
+        title="Trip",
+        system_prompt="sys",
+        model="m",
+        sampling={"temperature": 0.2},
+        policy="summarize",
+    )
     user = store.add_message(conv.id, "user", "hello", tokens=1)
     reply = store.add_message(conv.id, "assistant", "", status="streaming")
-    store.update_message(reply.id, content="hi there", status="complete", tokens=2,
-                         stats={"tokens_per_s": 10.0})
+    store.update_message(
+        reply.id, content="hi there", status="complete", tokens=2, stats={"tokens_per_s": 10.0}
+    )
     got = store.get_conversation(conv.id)
-    assert (got.system_prompt, got.policy, got.sampling) == ("sys", "summarize", {"temperature": 0.2})
+    assert (got.system_prompt, got.policy, got.sampling) == (
+        "sys",
+        "summarize",
+        {"temperature": 0.2},
+    )
     msgs = store.messages(conv.id)
     assert [(m.role, m.content, m.status) for m in msgs] == [
-        ("user", "hello", "complete"), ("assistant", "hi there", "complete")]
+        ("user", "hello", "complete"),
+        ("assistant", "hi there", "complete"),
+    ]
     assert msgs[1].stats == {"tokens_per_s": 10.0} and msgs[0].id == user.id
 
 
@@ -77,8 +89,10 @@ def test_delete_cascades_and_unknown_ids_are_clear_errors(store):
 
 def test_delete_messages_from_replaces_the_tail(store):
     conv = store.create_conversation()
-    ids = [store.add_message(conv.id, r, t).id for r, t in
-           [("user", "1"), ("assistant", "2"), ("user", "3"), ("assistant", "4")]]
+    ids = [
+        store.add_message(conv.id, r, t).id
+        for r, t in [("user", "1"), ("assistant", "2"), ("user", "3"), ("assistant", "4")]
+    ]
     assert store.delete_messages_from(conv.id, ids[2]) == 2
     assert [m.content for m in store.messages(conv.id)] == ["1", "2"]
 
@@ -101,7 +115,8 @@ def test_export_json_import_round_trip(store):
     assert imported.id != conv.id
     assert (imported.title, imported.system_prompt, imported.policy) == ("Export me", "s", "stop")
     assert [(m.role, m.content, m.status, m.stats) for m in store.messages(imported.id)] == [
-        (m.role, m.content, m.status, m.stats) for m in store.messages(conv.id)]
+        (m.role, m.content, m.status, m.stats) for m in store.messages(conv.id)
+    ]
 
 
 def test_export_markdown_shows_roles_and_status(store):
@@ -113,8 +128,18 @@ def test_export_markdown_shows_roles_and_status(store):
     assert "## User\n\nhi" in md and "## Assistant _(cancelled)_\n\nyo" in md
 
 
-@pytest.mark.parametrize("data", [[], {"format": "other"}, {"format": "offline-assistant.conversation",
-                                                             "conversation": {}, "messages": [{"role": "robot"}]}])
+@pytest.mark.parametrize(
+    "data",
+    [
+        [],
+        {"format": "other"},
+        {
+            "format": "offline-assistant.conversation",
+            "conversation": {},
+            "messages": [{"role": "robot"}],
+        },
+    ],
+)
 def test_import_rejects_foreign_or_malformed_data_and_writes_nothing(store, data):
     with pytest.raises(InvalidInputError):
         store.import_json(data, source="x.json")
