@@ -32,6 +32,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/bench_generation.py
 	$(PY) bench/bench_ttft.py
+	$(PY) bench/bench_summarize.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

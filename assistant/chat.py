@@ -169,6 +169,27 @@ class ChatSession:
             raise InvalidInputError("There is no reply to continue.")
         return self._reply(cancel, continue_message=msgs[-1])
 
+    def record_summary(self, name: str, text: str, result) -> StoredMessage:
+        """Put a document summary into the conversation so follow-up questions can use it.
+
+        The document is kept (its ranges index into it); the reply's stats carry the summary's
+        points with their source ranges and the document id, for 'show the source passage'."""
+        document_id = self.store.add_document(self.conversation_id, name, text)
+        tokens = result.source_tokens
+        note = " (partial: cancelled)" if result.partial else ""
+        self.store.add_message(
+            self.conversation_id, USER, f"Summarize the document “{name}” ({tokens} tokens)."
+        )
+        summary = result.to_json()
+        return self.store.add_message(
+            self.conversation_id,
+            ASSISTANT,
+            result.summary + note,
+            status="cancelled" if result.partial else "complete",
+            tokens=len(self.runtime.tokenize(result.summary)),
+            stats={"summary": {**summary, "document_id": document_id, "document": name}},
+        )
+
     # -- the window ------------------------------------------------------------------------
     def plan(self) -> Window:
         """The window the next reply would use (running the summarizer if the policy asks)."""

@@ -80,6 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--json", action="store_true")
     info.set_defaults(run=run_info)
 
+    from .summarize_cli import add_summarize_parser
+
+    add_summarize_parser(sub, _model_options)
+
     history = sub.add_parser("history", help="list, show, export, import or delete conversations")
     hsub = history.add_subparsers(dest="action", metavar="ACTION", required=True)
     hl = hsub.add_parser("list", help="conversations, newest first")

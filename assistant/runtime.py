@@ -329,4 +329,5 @@ class _StopAndDecode:
         return self._stops.feed(self._decoder.decode(data))
 
     def flush(self) -> str:
-        return self._stops.feed(self._decoder.decode(b"", final=True))[0] + self._stops.flush()
+        # Bytes of a character cut off by the end of generation are dropped, not shown as U+FFFD.
+        return self._stops.flush()

@@ -100,7 +100,26 @@ def _m002_window_state(db: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_m001_initial, _m002_window_state]
+def _m003_documents(db: sqlite3.Connection) -> None:
+    _run_script(
+        db,
+        """
+        CREATE TABLE documents (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            conversation_id INTEGER NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+            name TEXT NOT NULL,
+            text TEXT NOT NULL,
+            created_at TEXT NOT NULL
+        )
+        """,
+    )
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
+    _m001_initial,
+    _m002_window_state,
+    _m003_documents,
+]
 
 
 class Store:
@@ -305,6 +324,26 @@ class Store:
                 (conversation_id, message_id),
             )
         return cur.rowcount
+
+    # -- documents (the sources behind summaries) -------------------------------------------
+    def add_document(self, conversation_id: int, name: str, text: str) -> int:
+        with self._tx() as db:
+            cur = db.execute(
+                "INSERT INTO documents (conversation_id, name, text, created_at)"
+                " VALUES (?, ?, ?, ?)",
+                (conversation_id, name, text, now()),
+            )
+        return cur.lastrowid
+
+    def get_document(self, document_id: int) -> tuple[str, str]:
+        """(name, text) of a summarized document."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT name, text FROM documents WHERE id = ?", (document_id,)
+            ).fetchone()
+        if row is None:
+            raise NotFoundError(f"No document with id {document_id}.")
+        return row["name"], row["text"]
 
     # -- export / import -------------------------------------------------------------------
     def export_json(self, conversation_id: int) -> dict[str, Any]:

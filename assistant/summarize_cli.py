@@ -1,0 +1,89 @@
+"""`assistant summarize FILE|-`: a progress bar on stderr, the summary on stdout."""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+
+
+def add_summarize_parser(sub, model_options) -> None:
+    p = sub.add_parser("summarize", help="summarize a document of any length (file or - for stdin)")
+    model_options(p)
+    p.add_argument("file", help="a .txt, .md, .html, .pdf or .docx file, or - to read stdin")
+    p.add_argument("--length", choices=["short", "medium", "detailed"], default="medium")
+    p.add_argument("--bullets", action="store_true", help="bullet points instead of prose")
+    p.add_argument("--focus", help="a question the summary should pay attention to")
+    p.add_argument(
+        "--language", help="write the summary in this language (default: the document's)"
+    )
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="print {summary, chunks, levels, source_tokens, seconds, sources}",
+    )
+    p.set_defaults(run=run_summarize)
+
+
+def run_summarize(args) -> int:
+    from tqdm import tqdm
+
+    from .cli import _runtime, _settings
+    from .documents import from_text, load_document
+    from .summarizer import Summarizer, SummaryOptions
+
+    if args.file == "-":
+        doc = from_text(sys.stdin.read(), "standard input")
+    else:
+        doc = load_document(args.file)
+    options = SummaryOptions(
+        length=args.length, bullets=args.bullets, focus=args.focus, language=args.language
+    )
+    runtime = _runtime(_settings(args))
+    bar = tqdm(
+        total=1,
+        unit="step",
+        desc=f"Summarizing {doc.name}",
+        file=sys.stderr,
+        disable=None,
+        leave=False,
+    )
+
+    def progress(p) -> None:
+        bar.total = p.total
+        bar.n = p.done
+        bar.set_postfix_str(f"{p.stage}, {p.tokens_processed}/{p.source_tokens} tokens read")
+
+    cancel = threading.Event()
+    summarizer = Summarizer(runtime, options, progress, cancel)
+    box: dict = {}
+
+    def work() -> None:
+        try:
+            box["result"] = summarizer.summarize(doc.text)
+        except BaseException as exc:  # handed to the main thread, which reports it
+            box["error"] = exc
+
+    worker = threading.Thread(target=work, name="summarize", daemon=True)
+    worker.start()
+    try:
+        while worker.is_alive():
+            worker.join(0.2)
+    except KeyboardInterrupt:  # Ctrl-C: stop between tokens and print what we have
+        cancel.set()
+        worker.join()
+    finally:
+        bar.close()
+    if "error" in box:
+        raise box["error"]
+    result = box["result"]
+    if args.json:
+        print(json.dumps(result.to_json(), ensure_ascii=False))
+    else:
+        print(result.summary)
+        print(
+            f"[{result.source_tokens} tokens in {result.chunks} chunk(s), {result.levels} "
+            f"level(s), {result.seconds:.1f} s{'; PARTIAL: cancelled' if result.partial else ''}]",
+            file=sys.stderr,
+        )
+    return 0

@@ -1,0 +1,224 @@
+"""Summarization: overflow invariants with a scripted word model, then the real embedded model."""
+
+from __future__ import annotations
+
+import random
+import threading
+
+import pytest
+
+from assistant.summarizer import (
+    Summarizer,
+    SummaryOptions,
+    detect_language,
+    paragraph_spans,
+    sentence_spans,
+    split_points,
+    summarize,
+)
+
+WORDS = (
+    "river bridge harvest council engineer library lighthouse coast winter map clock "
+    "mountain geese market festival storm harbor orchard railway school painter violin "
+    "glacier desert merchant treaty comet vineyard printing press fever vaccine canal "
+    "monastery telescope weaver copper salt caravan ferry observatory drought flood "
+    "senate orchestra chemist alloy quarry mill bakery archive census"
+).split()
+
+
+def document(paragraphs: int, seed: int = 1) -> str:
+    rng = random.Random(seed)
+    paras = []
+    for i in range(paragraphs):
+        sentences = [
+            " ".join(rng.choice(WORDS) for _ in range(rng.randint(6, 14))).capitalize()
+            + f" in {1700 + i}."
+            for _ in range(rng.randint(3, 6))
+        ]
+        paras.append(" ".join(sentences))
+    return "\n\n".join(paras)
+
+
+class _Stream:
+    def __init__(self, text):
+        self.text, self.finish_reason = text, "stop"
+
+    def join(self):
+        return self.text
+
+
+class WordModel:
+    """Scripted model: a token is a word; a reply repeats the first words of each text line."""
+
+    def __init__(self, n_ctx: int):
+        self.n_ctx = n_ctx
+        self.calls: list[int] = []  # prompt + reply budget of every call
+
+    def tokenize(self, text):
+        return text.split()
+
+    def count_prompt(self, messages):
+        return sum(len(m.content.split()) + 4 for m in messages) + 3
+
+    def prompt_tokens(self, messages):
+        self._last = messages[-1].content
+        return list(range(self.count_prompt(messages)))
+
+    def stream(self, tokens, sampling, cancel=None):
+        self.calls.append(len(tokens) + sampling.max_tokens)
+        body = self._last.split(":\n", 1)[1]
+        lines = [ln.strip("- ").split()[:6] for ln in body.splitlines() if ln.strip()][:5]
+        reply, budget = [], sampling.max_tokens
+        for words in lines:
+            if len(words) + 1 > budget:
+                break
+            reply.append("- " + " ".join(words))
+            budget -= len(words) + 1
+        return _Stream("\n".join(reply))
+
+
+@pytest.mark.parametrize("n_ctx, paragraphs, min_levels", [(512, 400, 3), (8192, 3200, 2)])
+def test_no_prompt_ever_overflows_the_window(n_ctx, paragraphs, min_levels):
+    model = WordModel(n_ctx)
+    text = document(paragraphs)
+    windows = len(text.split()) / n_ctx
+    assert windows >= 20
+    result = Summarizer(model, SummaryOptions(bullets=True)).summarize(text)
+    assert max(model.calls) <= n_ctx and result.max_prompt_tokens <= n_ctx
+    assert result.levels >= min_levels and result.chunks >= 20
+    assert result.points and all(
+        0 <= s < e <= len(text) for p in result.points for s, e in p.sources
+    )
+
+
+def test_chunks_are_contiguous_within_budget_and_cut_at_boundaries():
+    model = WordModel(512)
+    text = document(60) + "\n\n" + "word " * 900 + "end."  # one paragraph larger than a chunk
+    summarizer = Summarizer(model)
+    summarizer._text = text
+    chunks = summarizer.chunk(text, 300)
+    assert all(n <= 300 and n == len(text[s:e].split()) for s, e, n in chunks)
+    covered = " ".join(text[s:e] for s, e, _ in chunks)
+    assert covered.split() == text.split(), "every word is in exactly one chunk, in order"
+    starts = {s for s, _ in paragraph_spans(text)}
+    assert sum(s in starts for s, _, _ in chunks) >= len(chunks) - 4
+
+
+def test_text_helpers():
+    assert paragraph_spans("a\n\n  \n\nb") == [(0, 1), (7, 8)]
+    text = "One. Two! 三。四？"
+    assert [text[s:e].strip() for s, e in sentence_spans(text, 0, len(text))] == [
+        "One.",
+        "Two!",
+        "三。",
+        "四？",
+    ]
+    assert split_points("Intro\n- a point\n* b point\n1. c point\n- a point") == [
+        "a point",
+        "b point",
+        "c point",
+    ]
+    assert split_points("First sentence. Second one.") == ["First sentence.", "Second one."]
+    assert detect_language("长城是中国古代的军事防御工程") == "Chinese"
+    assert detect_language("Пример текста на русском") == "Russian"
+    assert detect_language("Plain English text") is None
+
+
+# -- the real embedded model ---------------------------------------------------------------------
+def test_short_document_in_one_pass(runtime_factory):
+    text = (
+        "The committee met on Monday to discuss the new bridge over the river.\n\n"
+        "They agreed on a budget of three million euros; construction starts in May."
+    )
+    result = summarize(runtime_factory(2048), text, SummaryOptions(length="short"))
+    assert result.chunks == 1 and result.levels == 1 and not result.partial
+    assert result.summary.strip() and result.points
+    assert all(0 <= s < e <= len(text) for p in result.points for s, e in p.sources)
+
+
+def test_long_document_in_several_levels_at_ctx_512(runtime_factory):
+    rt = runtime_factory(512)
+    text = document(135, seed=7)
+    source_tokens = len(rt.tokenize(text))
+    assert source_tokens >= 20 * 512
+    calls = []
+    real_stream = rt.stream
+
+    def recording_stream(prompt, sampling=None, cancel=None):
+        stream = real_stream(prompt, sampling, cancel)
+        calls.append(stream)
+        return stream
+
+    rt.stream = recording_stream
+    events = []
+    try:
+        result = summarize(rt, text, SummaryOptions(bullets=True), progress=events.append)
+    finally:
+        del rt.stream
+    assert result.levels >= 3 and result.chunks >= 20 and result.source_tokens == source_tokens
+    assert all(c.stats.prompt_tokens + c.stats.completion_tokens <= 512 for c in calls)
+    assert result.max_prompt_tokens <= 512
+    assert result.summary.startswith("- ") and result.points
+    assert [e.done for e in events] == list(range(1, len(calls) + 1))
+    assert events[-1].done == events[-1].total and events[-1].eta_s == 0
+    assert events[result.chunks - 1].tokens_processed == source_tokens
+    data = result.to_json()
+    assert {"summary", "chunks", "levels", "source_tokens", "seconds", "sources"} <= data.keys()
+    assert all(r[0] < r[1] for s in data["sources"] for r in s["ranges"])
+
+
+def test_chinese_document_gets_a_chinese_summary(runtime_factory):
+    text = (
+        "长城是中国古代的军事防御工程，修建历史可上溯到西周时期。秦始皇统一六国后，将各国长城连接起来。\n\n"
+        "明朝对长城进行了大规模修缮，今天我们看到的大部分长城都是明长城。长城全长两万多公里，是世界文化遗产。\n\n"
+        "长城不仅是军事工程，也促进了沿线的贸易与文化交流。许多关口成为商旅往来的重要通道。"
+    )
+    result = summarize(runtime_factory(1024), text, SummaryOptions(length="short"))
+    letters = [ch for ch in result.summary if ch.isalpha()]
+    han = sum("\u4e00" <= ch <= "\u9fff" for ch in letters)
+    assert letters and han / len(letters) > 0.7, result.summary
+
+
+def test_cancel_mid_run_returns_a_partial_summary(runtime_factory):
+    cancel = threading.Event()
+    events = []
+
+    def on_progress(p):
+        events.append(p)
+        if p.done == 2:
+            cancel.set()
+
+    result = summarize(
+        runtime_factory(512),
+        document(90, seed=3),
+        SummaryOptions(),
+        progress=on_progress,
+        cancel=cancel,
+    )
+    assert result.partial and result.summary.strip()
+    assert len(events) <= 3, "it stops within the current model call"
+
+
+def test_summary_goes_into_the_conversation_with_its_sources(runtime_factory, assistant_home):
+    from assistant.chat import ChatSession
+    from assistant.store import Store
+
+    rt = runtime_factory(2048)
+    text = (
+        "The museum reopened in March after a two-year renovation.\n\n"
+        "Its new wing shows Roman coins found near the harbor."
+    )
+    result = summarize(rt, text, SummaryOptions(length="short"))
+    store = Store()
+    session = ChatSession(rt, store, sampling=None)
+    message = session.record_summary("museum.txt", text, result)
+    stored = store.messages(session.conversation_id)
+    assert [m.role for m in stored] == ["user", "assistant"] and "museum.txt" in stored[0].content
+    info = message.stats["summary"]
+    name, source = store.get_document(info["document_id"])
+    assert name == "museum.txt" and source == text
+    for point in info["sources"]:
+        assert all(source[s:e].strip() for s, e in point["ranges"]), "ranges point into the text"
+    follow_up = session.send("When did the museum reopen?").join()
+    assert result.summary.strip()[:20] in session.prompt_text(), "the model sees the summary"
+    assert follow_up.text.strip()
