@@ -107,8 +107,21 @@ def _model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=argparse.SUPPRESS, help="GGUF model file")
     p.add_argument("--ctx", type=int, help="context window in tokens (default: settings, 4096)")
     p.add_argument("--threads", type=int, help="CPU threads")
-    p.add_argument("--gpu-layers", type=int, help="layers offloaded to the GPU (-1: all)")
+    p.add_argument("--batch", type=int, help="prompt batch size in tokens (default 512)")
+    p.add_argument("--gpu-layers", type=_gpu_layers, help="layers offloaded to the GPU: N or all")
     p.add_argument("--flash-attn", action="store_true", default=None, help="flash attention")
+
+
+def _gpu_layers(value: str) -> int:
+    if value.strip().lower() in {"all", "-1", "max"}:
+        return -1
+    try:
+        layers = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected a number of layers or 'all'") from None
+    if layers < 0:
+        raise argparse.ArgumentTypeError("expected a number of layers or 'all'")
+    return layers
 
 
 def _sampling_options(p: argparse.ArgumentParser) -> None:
@@ -132,6 +145,7 @@ def _settings(args):
     for attr, key in (
         ("ctx", "n_ctx"),
         ("threads", "n_threads"),
+        ("batch", "n_batch"),
         ("gpu_layers", "n_gpu_layers"),
         ("flash_attn", "flash_attn"),
     ):

@@ -19,7 +19,8 @@ class Settings:
     model: str = ""  # empty: the embedded default model
     n_ctx: int = 4096
     n_threads: int | None = None
-    n_gpu_layers: int = 0
+    n_batch: int = 512
+    n_gpu_layers: int = 0  # 0: CPU only, N: that many layers, -1: all
     flash_attn: bool = False
     system_prompt: str = ""
     policy: str = "drop"
@@ -49,6 +50,7 @@ class Settings:
         return LoadOptions(
             n_ctx=self.n_ctx,
             n_threads=self.n_threads,
+            n_batch=self.n_batch,
             n_gpu_layers=self.n_gpu_layers,
             flash_attn=self.flash_attn,
         )

@@ -158,6 +158,9 @@ def test_long_document_in_several_levels_at_ctx_512(runtime_factory):
     assert result.levels >= 3 and result.chunks >= 20 and result.source_tokens == source_tokens
     assert all(c.stats.prompt_tokens + c.stats.completion_tokens <= 512 for c in calls)
     assert result.max_prompt_tokens <= 512
+    shared = rt.count_prompt(Summarizer(rt, SummaryOptions(bullets=True))._map_prompt("")) - 8
+    map_calls = calls[1 : result.chunks]
+    assert all(c.stats.cached_tokens >= shared for c in map_calls), "instruction prefix reused"
     assert result.summary.startswith("- ") and result.points
     assert [e.done for e in events] == list(range(1, len(calls) + 1))
     assert events[-1].done == events[-1].total and events[-1].eta_s == 0
