@@ -80,9 +80,11 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--json", action="store_true")
     info.set_defaults(run=run_info)
 
+    from .model_cli import add_models_parser
     from .summarize_cli import add_summarize_parser
 
     add_summarize_parser(sub, _model_options)
+    add_models_parser(sub)
 
     history = sub.add_parser("history", help="list, show, export, import or delete conversations")
     hsub = history.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -108,19 +110,27 @@ def _model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ctx", type=int, help="context window in tokens (default: settings, 4096)")
     p.add_argument("--threads", type=int, help="CPU threads")
     p.add_argument("--batch", type=int, help="prompt batch size in tokens (default 512)")
-    p.add_argument("--gpu-layers", type=_gpu_layers, help="layers offloaded to the GPU: N or all")
+    p.add_argument(
+        "--gpu-layers",
+        type=_gpu_layers,
+        help="layers on the GPU: N, all, or auto (default: as many as fit)",
+    )
     p.add_argument("--flash-attn", action="store_true", default=None, help="flash attention")
 
 
 def _gpu_layers(value: str) -> int:
+    from .fit import AUTO
+
+    if value.strip().lower() == "auto":
+        return AUTO
     if value.strip().lower() in {"all", "-1", "max"}:
         return -1
     try:
         layers = int(value)
     except ValueError:
-        raise argparse.ArgumentTypeError("expected a number of layers or 'all'") from None
+        raise argparse.ArgumentTypeError("expected a number of layers, 'all' or 'auto'") from None
     if layers < 0:
-        raise argparse.ArgumentTypeError("expected a number of layers or 'all'")
+        raise argparse.ArgumentTypeError("expected a number of layers, 'all' or 'auto'")
     return layers
 
 
@@ -167,9 +177,13 @@ def _sampling(args, settings) -> SamplingOptions:
 
 
 def _runtime(settings):
-    from .runtime import ModelRuntime
+    """Load the model with the automatic GPU fit and the out-of-memory fallbacks."""
+    from .fit import load_with_fallback
 
-    return ModelRuntime(settings.model_path(), settings.load_options())
+    runtime, choice = load_with_fallback(settings.model_path(), settings.load_options())
+    if choice.attempts or "reinstall" in choice.message:
+        print(f"[{choice.message}]", file=sys.stderr)
+    return runtime
 
 
 def _stream_to_stdout(reply, as_json: bool) -> None:

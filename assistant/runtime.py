@@ -12,6 +12,7 @@ import random
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import llama_cpp
@@ -79,6 +80,8 @@ class ModelRuntime:
     # -- loading ---------------------------------------------------------------------------
     def _load(self) -> llama_cpp.Llama:
         check_gguf_file(self.path)
+        if self.options.n_gpu_layers < -1:  # fit.AUTO: as many layers as the free VRAM holds
+            self.options = replace(self.options, n_gpu_layers=self._auto_gpu_layers())
         opts = self.options
         marker = llama_log.mark()
         try:
@@ -95,6 +98,18 @@ class ModelRuntime:
         except (ValueError, RuntimeError, OSError, MemoryError) as exc:
             reason = llama_log.reason_since(marker) or str(exc)
             raise ModelLoadError(f"Could not load the model {self.path}: {reason}.") from None
+
+    def _auto_gpu_layers(self) -> int:
+        from .fit import auto_gpu_layers
+        from .gguf_info import read_gguf_info
+
+        try:
+            info = read_gguf_info(self.path)
+        except Exception:  # noqa: BLE001 - llama.cpp's own load will name the problem
+            return 0
+        opts = self.options
+        plan = auto_gpu_layers(info, opts.n_ctx, n_batch=opts.n_batch, flash_attn=opts.flash_attn)
+        return plan.n_gpu_layers
 
     def _read_info(self) -> ModelInfo:
         md = dict(self._llm.metadata)

@@ -20,7 +20,7 @@ class Settings:
     n_ctx: int = 4096
     n_threads: int | None = None
     n_batch: int = 512
-    n_gpu_layers: int = 0  # 0: CPU only, N: that many layers, -1: all
+    n_gpu_layers: int = -2  # -2: as many as fit (fit.AUTO), 0: CPU only, N layers, -1: all
     flash_attn: bool = False
     system_prompt: str = ""
     policy: str = "drop"
@@ -44,7 +44,15 @@ class Settings:
         os.replace(tmp, path)
 
     def model_path(self) -> Path:
-        return Path(self.model).expanduser() if self.model else embedded_model_path()
+        """The model file: a path, a library id (see `assistant models list`), or the default."""
+        if not self.model:
+            return embedded_model_path()
+        path = Path(self.model).expanduser()
+        if path.exists():
+            return path
+        from .library import model_path
+
+        return model_path(self.model)
 
     def load_options(self) -> LoadOptions:
         return LoadOptions(

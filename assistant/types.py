@@ -68,7 +68,7 @@ class LoadOptions:
     n_ctx: int = 4096
     n_threads: int | None = None
     n_batch: int = 512
-    n_gpu_layers: int = 0  # 0: CPU only, N: that many layers, -1: all
+    n_gpu_layers: int = 0  # 0: CPU only, N: that many layers, -1: all, -2: as many as fit
     flash_attn: bool = False
 
 

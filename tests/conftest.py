@@ -17,6 +17,8 @@ def assistant_home(tmp_path, monkeypatch):
     home = tmp_path / "home"
     home.mkdir()
     monkeypatch.setenv("ASSISTANT_HOME", str(home))
+    for name in ("HF_HOME", "HF_HUB_CACHE", "HF_HUB_OFFLINE", "HF_ENDPOINT", "HF_TOKEN"):
+        monkeypatch.delenv(name, raising=False)  # no test may reach or use the real Hub cache
     return home
 
 
