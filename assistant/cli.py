@@ -151,7 +151,9 @@ def _settings(args):
 
     settings = Settings.load()
     if getattr(args, "model", None):
-        settings.model = str(Path(args.model).expanduser().resolve())
+        path = Path(args.model).expanduser()
+        # a file given relative to the current folder is remembered absolutely; ids stay ids
+        settings.model = str(path.resolve()) if path.exists() else args.model
     for attr, key in (
         ("ctx", "n_ctx"),
         ("threads", "n_threads"),

@@ -48,8 +48,8 @@ class Settings:
         if not self.model:
             return embedded_model_path()
         path = Path(self.model).expanduser()
-        if path.exists():
-            return path
+        if path.exists() or path.is_absolute() or self.model.startswith((".", "~")):
+            return path  # a path: if it is missing, loading says "Model file not found"
         from .library import model_path
 
         return model_path(self.model)
