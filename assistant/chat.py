@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 
 from .context import Window, fit_window
 from .errors import AssistantError, InvalidInputError
-from .runtime import ModelRuntime, ReplyStream
+from .runtime import ModelRuntime, PieceStream, ReplyStream
 from .store import Conversation, Store, StoredMessage
 from .types import (
     ASSISTANT,
@@ -305,7 +305,7 @@ class ChatSession:
         return Reply(self, stream, stored.id, prefix, report, notice)
 
 
-class Reply:
+class Reply(PieceStream):
     """A streaming reply: iterate for text pieces; it is saved as it grows and when it ends."""
 
     def __init__(
@@ -326,17 +326,8 @@ class Reply:
         self.result: ReplyResult | None = None
         self._iter = self._run()
 
-    def __iter__(self) -> Iterator[str]:
-        return self
-
-    def __next__(self) -> str:
-        return next(self._iter)
-
     def cancel(self) -> None:
         self.stream.cancel()
-
-    def close(self) -> None:
-        self._iter.close()
 
     def join(self) -> ReplyResult:
         for _ in self:

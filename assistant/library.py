@@ -260,7 +260,7 @@ def remove(model_id: str) -> str:
         text = f"Removed {model.id} ({freed / 1e6:.0f} MB freed)."
     else:
         text = _remove_local(model)
-    return text + _forget_default(model.path)
+    return text + _forget_default(model.path, model.id)
 
 
 def _remove_local(model: LibraryModel) -> str:
@@ -274,11 +274,13 @@ def _remove_local(model: LibraryModel) -> str:
     return f"Removed {model.id} ({model.size / 1e6:.0f} MB freed)."
 
 
-def _forget_default(path: Path) -> str:
+def _forget_default(path: Path, model_id: str) -> str:
+    """The default model may be saved as a path or as a library id: forget either."""
     from .settings import Settings
 
     settings = Settings.load()
-    if settings.model and Path(settings.model).expanduser() in {path, path.resolve()}:
+    chosen = settings.model
+    if chosen and (chosen == model_id or Path(chosen).expanduser() in {path, path.resolve()}):
         settings.model = ""
         settings.save()
         return " It was the default model; the embedded model is the default again."

@@ -211,7 +211,23 @@ class ModelRuntime:
         return self.stream(prompt, sampling).join()
 
 
-class ReplyStream:
+class PieceStream:
+    """The iterator protocol shared by every streamed reply: subclasses set `self._iter`."""
+
+    _iter: Iterator[str]
+
+    def __iter__(self) -> Iterator[str]:
+        return self
+
+    def __next__(self) -> str:
+        return next(self._iter)
+
+    def close(self) -> None:
+        """Stop consuming: the reply ends as cancelled, keeping what was generated."""
+        self._iter.close()
+
+
+class ReplyStream(PieceStream):
     """Iterate for text pieces; `stats`, `text` and `context_full` are set when it ends.
 
     `cancel()` (or setting the shared event) stops it between two tokens with finish reason
@@ -234,17 +250,8 @@ class ReplyStream:
         self.context_full = False
         self._iter = self._run()
 
-    def __iter__(self) -> Iterator[str]:
-        return self
-
-    def __next__(self) -> str:
-        return next(self._iter)
-
     def cancel(self) -> None:
         self.cancel_event.set()
-
-    def close(self) -> None:
-        self._iter.close()
 
     def join(self) -> str:
         for _ in self:

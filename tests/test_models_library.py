@@ -166,3 +166,17 @@ def test_catalog_estimate_matches_the_real_embedded_header(model_path):
     a, r = estimate(approx, 4096), estimate(real, 4096)
     assert a.kv_bytes == r.kv_bytes and a.compute_bytes == r.compute_bytes
     assert a.total_bytes == pytest.approx(r.total_bytes, rel=0.02)
+
+
+def test_removing_the_default_chosen_by_id_resets_it(tmp_path):
+    from assistant import library
+    from assistant.settings import Settings
+    from tests.hub_server import write_model_gguf
+
+    source = write_model_gguf(tmp_path / "mine.gguf")
+    model = library.import_model(source)
+    settings = Settings.load()
+    settings.model = model.id
+    settings.save()
+    assert "default" in library.remove(model.id)
+    assert Settings.load().model == ""

@@ -1,0 +1,303 @@
+"""The desktop window on the real embedded model (pytest-qt, offscreen).
+
+Each test opens a MainWindow with its own ASSISTANT_HOME (tests/conftest.py), waits for the
+model to load on the worker thread, and drives it with keys and clicks like a user would.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+pytest.importorskip("pytestqt")
+
+from PySide6.QtCore import Qt  # noqa: E402
+from PySide6.QtGui import QTextCursor  # noqa: E402
+from PySide6.QtWidgets import QApplication  # noqa: E402
+
+from assistant.settings import Settings  # noqa: E402
+from assistant.store import Store  # noqa: E402
+from assistant.types import SamplingOptions  # noqa: E402
+from ui.main_window import MainWindow  # noqa: E402
+from ui.prompt_dialog import PromptDialog  # noqa: E402
+from ui.settings_dialog import SettingsDialog  # noqa: E402
+
+LOAD_TIMEOUT = 120_000
+REPLY_TIMEOUT = 180_000
+LONG_PROMPT = "Write a very long story about a dragon, a knight and a lighthouse, in ten chapters."
+PARAGRAPH = (
+    "Here is some background about my garden. It has tomatoes, beans, carrots, lettuce, basil, "
+    "mint, two apple trees and a small pond with frogs. The soil is sandy and dries out fast in "
+    "summer, so I water every evening, and I add compost in spring and autumn. Last year the "
+    "tomatoes split after heavy rain and the beans were eaten by slugs. "
+)
+
+
+@pytest.fixture
+def make_window(qtbot):
+    """Open a window with small, seeded replies; closes it (and its model thread) at the end."""
+    windows: list[MainWindow] = []
+
+    def make(*, n_ctx: int = 1024, max_tokens: int = 40, model: str = "") -> MainWindow:
+        settings = Settings(model=model, n_ctx=n_ctx)  # automatic threads, as users get
+        settings.sampling = SamplingOptions(max_tokens=max_tokens, seed=7).to_dict()
+        settings.save()
+        window = MainWindow(settings)
+        qtbot.addWidget(window)
+        window.confirm = lambda _title, _text: True
+        with qtbot.waitSignal(window.model_ready, timeout=LOAD_TIMEOUT):
+            window.show()
+            window.start()
+        window.activateWindow()
+        qtbot.waitUntil(lambda: QApplication.activeWindow() is window, timeout=5000)
+        windows.append(window)
+        return window
+
+    yield make
+    for window in windows:
+        window.close()
+
+
+def send(qtbot, window: MainWindow, text: str, *, wait: bool = True) -> None:
+    """Type into the box and press Enter, as a user does; optionally wait for the reply."""
+    window.input.setPlainText(text)
+    if not wait:
+        qtbot.keyClick(window.input, Qt.Key.Key_Return)
+        return
+    with qtbot.waitSignal(window.host.idle, timeout=REPLY_TIMEOUT):
+        qtbot.keyClick(window.input, Qt.Key.Key_Return)
+
+
+def start_long_reply(qtbot, window: MainWindow, pieces: int = 3) -> list[str]:
+    received: list[str] = []
+    window.host.piece.connect(lambda _mid, text: received.append(text))
+    send(qtbot, window, LONG_PROMPT, wait=False)
+    qtbot.waitUntil(lambda: len(received) >= pieces, timeout=REPLY_TIMEOUT)
+    return received
+
+
+def test_send_streams_the_reply_into_the_view_and_sqlite(make_window, qtbot, monkeypatch):
+    import assistant.runtime
+
+    threads: list[str] = []
+    real_stream = assistant.runtime.ModelRuntime.stream
+
+    def recording_stream(self, *args, **kwargs):
+        threads.append(threading.current_thread().name)
+        return real_stream(self, *args, **kwargs)
+
+    monkeypatch.setattr(assistant.runtime.ModelRuntime, "stream", recording_stream)
+    window = make_window()
+    assert window.info is not None and "CPU" in window.model_label.text()
+    pieces: list[str] = []
+    window.host.piece.connect(lambda _mid, text: pieces.append(text))
+    window.input.setPlainText("Name three colors.")
+    with qtbot.waitSignal(window.host.idle, timeout=REPLY_TIMEOUT):
+        qtbot.keyClick(window.input, Qt.Key.Key_Return)
+        assert window.chat.messages()[0].text() == "Name three colors."  # shown at once
+        assert window.input.toPlainText() == ""
+    stored = window.store.messages(window.conversation_id)
+    assert [m.role for m in stored] == ["user", "assistant"]
+    reply = stored[1]
+    assert reply.status in {"complete", "length"} and reply.content.strip()
+    assert len(pieces) > 1 and "".join(pieces) == reply.content  # streamed, piece by piece
+    widget = window.chat.messages()[-1]
+    assert widget.message_id == reply.id and widget.text() == reply.content
+    assert "tokens/s" in widget.stats_label.text() and "first token" in widget.stats_label.text()
+    assert 0 < window.meter.used <= 1024
+    assert window.sidebar.ids() == [window.conversation_id]
+    assert threads and threading.main_thread().name not in threads  # never on the GUI thread
+
+
+def test_escape_stops_the_reply_within_a_token_and_keeps_it(make_window, qtbot):
+    window = make_window(max_tokens=400)
+    after_stop: list[str] = []
+
+    def count_after_stop(_mid: int, text: str) -> None:  # runs on the model thread
+        job = window._job
+        if job is not None and job.cancel.is_set():
+            after_stop.append(text)
+
+    window.host._worker.piece.connect(count_after_stop, Qt.ConnectionType.DirectConnection)
+    start_long_reply(qtbot, window)
+    assert window.send_button.text() == "Stop"
+    with qtbot.waitSignal(window.host.idle, timeout=REPLY_TIMEOUT):
+        qtbot.keyClick(window.input, Qt.Key.Key_Escape)
+    reply = window.store.messages(window.conversation_id)[-1]
+    assert reply.status == "cancelled" and reply.content
+    assert reply.stats["finish_reason"] == "cancelled" and reply.tokens < 400
+    assert len(after_stop) <= 1
+    widget = window.chat.messages()[-1]
+    assert widget.text() == reply.content and "stopped" in widget.status_label.text()
+    assert window.send_button.text() == "Send"
+
+
+def test_regenerate_replaces_the_last_reply(make_window, qtbot):
+    window = make_window()
+    send(qtbot, window, "Say hello.")
+    first = window.store.messages(window.conversation_id)[-1]
+    last_widget = window.chat.messages()[-1]
+    assert last_widget.regenerate_button.isVisibleTo(window)
+    with qtbot.waitSignal(window.host.idle, timeout=REPLY_TIMEOUT):
+        qtbot.keyClick(window.input, Qt.Key.Key_R, Qt.KeyboardModifier.ControlModifier)
+    stored = window.store.messages(window.conversation_id)
+    assert [m.role for m in stored] == ["user", "assistant"]
+    assert stored[-1].id != first.id and stored[-1].content
+    with qtbot.waitSignal(window.host.idle, timeout=REPLY_TIMEOUT):
+        qtbot.mouseClick(window.chat.messages()[-1].regenerate_button, Qt.MouseButton.LeftButton)
+    stored = window.store.messages(window.conversation_id)
+    assert len(stored) == 2
+    assert [w.message_id for w in window.chat.messages()] == [m.id for m in stored]
+    assert window.chat.messages()[-1].text() == stored[-1].content
+
+
+def test_edit_and_resend_replaces_the_later_turns(make_window, qtbot):
+    window = make_window()
+    send(qtbot, window, "What is 2 plus 2?")
+    send(qtbot, window, "And 3 plus 3?")
+    assert len(window.store.messages(window.conversation_id)) == 4
+    first = window.chat.messages()[0]
+    assert first.edit_button.isVisibleTo(window)
+    qtbot.mouseClick(first.edit_button, Qt.MouseButton.LeftButton)
+    assert first.editing
+    first.editor.setPlainText("What is 5 plus 5?")
+    with qtbot.waitSignal(window.host.idle, timeout=REPLY_TIMEOUT):
+        qtbot.mouseClick(first.resend_button, Qt.MouseButton.LeftButton)
+    stored = window.store.messages(window.conversation_id)
+    assert [m.role for m in stored] == ["user", "assistant"]
+    assert stored[0].id == first.message_id and stored[0].content == "What is 5 plus 5?"
+    assert [w.text() for w in window.chat.messages()] == [m.content for m in stored]
+
+
+def test_switching_conversation_mid_reply_stops_and_saves_it(make_window, qtbot):
+    window = make_window(max_tokens=400)
+    send(qtbot, window, "Say hi.")
+    first_id = window.conversation_id
+    qtbot.keyClick(window.input, Qt.Key.Key_N, Qt.KeyboardModifier.ControlModifier)
+    assert window.conversation_id is None and not window.chat.messages()
+    start_long_reply(qtbot, window)
+    second_id = window.conversation_id
+    assert second_id not in (None, first_id)
+    row = window.sidebar.ids().index(first_id)
+    window.sidebar.list.setCurrentRow(row)  # the user clicks the other conversation
+    qtbot.waitUntil(
+        lambda: window.conversation_id == first_id and not window.host.replying,
+        timeout=REPLY_TIMEOUT,
+    )
+    interrupted = window.store.messages(second_id)[-1]
+    assert interrupted.role == "assistant" and interrupted.status == "cancelled"
+    assert interrupted.content
+    shown = window.chat.messages()
+    assert [w.text() for w in shown] == [m.content for m in window.store.messages(first_id)]
+    assert shown[0].text() == "Say hi."
+
+
+def test_closing_mid_reply_saves_it_and_reopening_shows_it(make_window, qtbot):
+    window = make_window(max_tokens=400)
+    start_long_reply(qtbot, window)
+    conversation_id = window.conversation_id
+    window.close()
+    reply = Store().messages(conversation_id)[-1]
+    assert reply.status == "cancelled" and reply.content
+    again = make_window()
+    assert again.conversation_id == conversation_id  # the last conversation reopens
+    widget = again.chat.messages()[-1]
+    assert widget.text() == reply.content and "stopped" in widget.status_label.text()
+
+
+def test_what_the_model_sees_shows_the_templated_prompt(make_window, qtbot):
+    window = make_window()
+    send(qtbot, window, "Tell me a fact about owls.")
+    with qtbot.waitSignal(window.host.prompt_ready, timeout=REPLY_TIMEOUT):
+        qtbot.mouseClick(window.prompt_button, Qt.MouseButton.LeftButton)
+    dialog = window.findChild(PromptDialog)
+    assert dialog is not None and dialog.isVisible()
+    prompt = dialog.text.toPlainText()
+    assert "Tell me a fact about owls." in prompt and "<|im_start|>" in prompt
+    dialog.close()
+
+
+def test_overflow_at_a_small_context_marks_dropped_turns(make_window, qtbot):
+    window = make_window(n_ctx=512, max_tokens=24)
+    for i in range(6):
+        send(qtbot, window, f"Message {i}. {PARAGRAPH * 2}")
+        if window.meter.dropped:
+            break
+    assert window.meter.dropped > 0, "the conversation never outgrew the window"
+    assert window.meter.n_ctx == 512 and 0 < window.meter.used <= 512
+    assert "dropped" in window.meter.left_label.text()
+    conv = window.store.get_conversation(window.conversation_id)
+    widgets = window.chat.messages()
+    hidden = [w for w in widgets if w.hidden_reason == "dropped"]
+    assert hidden and all(w.message_id < conv.window_start_id for w in hidden)
+    assert all(w.hidden_label.isVisibleTo(window) for w in hidden)
+    assert window.chat.divider.isVisibleTo(window)
+    visible = [w for w in widgets if w.hidden_reason is None]
+    assert visible[0].message_id == conv.window_start_id
+    assert "left the context window" in window.banner.text()
+
+
+def test_full_context_under_the_stop_policy_is_explained_and_recoverable(make_window, qtbot):
+    window = make_window(n_ctx=512, max_tokens=24)
+    window.policy_combo.setCurrentIndex(window.policy_combo.findData("stop"))
+    window.policy_combo.activated.emit(window.policy_combo.currentIndex())
+    for i in range(6):
+        send(qtbot, window, f"Message {i}. {PARAGRAPH * 2}")
+        if window.banner.kind == "error" and window.banner.text():
+            break
+    assert "filled the 512-token context window" in window.banner.text()
+    stored = window.store.messages(window.conversation_id)
+    assert stored[-1].role == "user"  # the message is kept, waiting for a reply
+    assert window.chat.messages()[-1].regenerate_button.text() == "Get reply"
+    window.policy_combo.setCurrentIndex(window.policy_combo.findData("drop"))
+    window.policy_combo.activated.emit(window.policy_combo.currentIndex())
+    with qtbot.waitSignal(window.host.idle, timeout=REPLY_TIMEOUT):
+        qtbot.mouseClick(window.chat.messages()[-1].regenerate_button, Qt.MouseButton.LeftButton)
+    assert window.store.messages(window.conversation_id)[-1].role == "assistant"
+
+
+def test_a_corrupt_model_shows_the_reason_and_the_app_keeps_working(
+    make_window, qtbot, tmp_path, model_path
+):
+    broken = tmp_path / "broken.gguf"
+    broken.write_bytes(model_path.read_bytes()[:3_000_000])  # an interrupted download
+    window = make_window(model=str(broken))
+    assert window.info is None and window.model_label.text() == "No model loaded"
+    assert (
+        "broken.gguf" in window.banner.text() and "corrupted or incomplete" in window.banner.text()
+    )
+    send(qtbot, window, "Hello?")  # still usable: the message is refused with the reason
+    assert "No model is loaded" in window.banner.text()
+    assert window.input.toPlainText() == "Hello?"  # and given back, not lost
+    window.input.clear()
+    qtbot.keyClick(window.input, Qt.Key.Key_Comma, Qt.KeyboardModifier.ControlModifier)
+    dialog = window.findChild(SettingsDialog)
+    assert dialog is not None and dialog.isVisible()
+    dialog.model_combo.setCurrentIndex(0)  # back to the embedded model
+    with qtbot.waitSignal(window.model_ready, timeout=LOAD_TIMEOUT):
+        dialog.accept()
+    assert window.info is not None and Settings.load().model == ""
+    assert window.banner.kind != "error" or not window.banner.text()
+    send(qtbot, window, "Hello again.")
+    assert window.store.messages(window.conversation_id)[-1].role == "assistant"
+
+
+def test_keyboard_shortcuts(make_window, qtbot):
+    window = make_window()
+    send(qtbot, window, "Hi.")
+    qtbot.keyClick(window.input, Qt.Key.Key_F, Qt.KeyboardModifier.ControlModifier)
+    assert QApplication.focusWidget() is window.sidebar.search
+    qtbot.keyClick(window.sidebar.search, Qt.Key.Key_L, Qt.KeyboardModifier.ControlModifier)
+    assert QApplication.focusWidget() is window.input
+    qtbot.keyClick(window.input, Qt.Key.Key_N, Qt.KeyboardModifier.ControlModifier)
+    assert window.conversation_id is None and not window.chat.messages()
+    assert QApplication.focusWidget() is window.input
+    qtbot.keyClick(window.input, Qt.Key.Key_Comma, Qt.KeyboardModifier.ControlModifier)
+    dialog = window.findChild(SettingsDialog)
+    assert dialog is not None and dialog.isVisible()
+    dialog.reject()
+    window.input.setPlainText("line one")
+    window.input.moveCursor(QTextCursor.MoveOperation.End)
+    qtbot.keyClick(window.input, Qt.Key.Key_Return, Qt.KeyboardModifier.ShiftModifier)
+    assert window.input.toPlainText() == "line one\n" and not window.host.replying

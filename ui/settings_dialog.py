@@ -1,0 +1,302 @@
+"""Settings: model file and how it loads, system prompt (with presets), sampling, policy.
+
+The dialog only edits values; the window decides what to reload and what to persist.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QPlainTextEdit,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from assistant import paths
+from assistant.settings import Settings
+from assistant.types import Policy, SamplingOptions
+
+PRESETS: dict[str, str] = {
+    "None (model default)": "",
+    "Helpful assistant": "You are a helpful, accurate assistant. Answer clearly and say when "
+    "you are not sure.",
+    "Concise": "Answer in as few words as possible, without preamble.",
+    "Programmer": "You are an expert programmer. Give working code in fenced code blocks that "
+    "name the language, then a short explanation.",
+    "Editor": "You are a careful editor. Improve clarity and grammar while keeping the author's "
+    "voice, and briefly explain important changes.",
+}
+CUSTOM = "Custom"
+POLICY_NAMES = {
+    "drop": "Drop oldest turns",
+    "summarize": "Summarize old turns",
+    "stop": "Stop at the limit",
+}
+EMBEDDED_LABEL = "Embedded default model (SmolLM2 135M Instruct)"
+TOOLTIP = Qt.ItemDataRole.ToolTipRole
+AUTO_LAYERS = -2  # assistant.fit.AUTO: as many layers as the free GPU memory holds
+GPU_MODES = (
+    ("Automatic (as many as fit)", AUTO_LAYERS),
+    ("CPU only", 0),
+    ("All layers", -1),
+    ("This many layers:", 1),
+)
+
+
+def library_models() -> list[tuple[str, str, str]]:
+    """(label, settings value, tooltip) for each usable model: downloaded, imported, local."""
+    try:
+        from assistant.library import list_models
+
+        models = list_models()
+    except Exception:  # noqa: BLE001 - the picker still offers the embedded model and Browse
+        return []
+    return [(f"{m.name} ({m.kind})", m.id, str(m.path)) for m in models if m.kind != "embedded"]
+
+
+class SettingsDialog(QDialog):
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        system_prompt: str | None = None,
+        sampling: dict[str, Any] | None = None,
+        gpu_supported: bool | None = None,
+        parent: QWidget | None = None,
+    ):
+        super().__init__(parent)
+        self.setWindowTitle("Settings")
+        self.setObjectName("settingsDialog")
+        self._settings = settings
+        layout = QVBoxLayout(self)
+        layout.addWidget(self._model_group(gpu_supported))
+        layout.addWidget(self._prompt_group())
+        layout.addWidget(self._sampling_group())
+        buttons = QDialogButtonBox(
+            QDialogButtonBox.StandardButton.Ok
+            | QDialogButtonBox.StandardButton.Cancel
+            | QDialogButtonBox.StandardButton.RestoreDefaults
+        )
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        defaults = buttons.button(QDialogButtonBox.StandardButton.RestoreDefaults)
+        defaults.setAccessibleName("Restore default settings")
+        defaults.clicked.connect(
+            lambda: self._load(
+                Settings(model=self._settings.model), "", SamplingOptions().to_dict()
+            )
+        )
+        layout.addWidget(buttons)
+        self._load(
+            settings,
+            settings.system_prompt if system_prompt is None else system_prompt,
+            sampling if sampling is not None else settings.sampling,
+        )
+
+    # -- layout ----------------------------------------------------------------------------
+    def _model_group(self, gpu_supported: bool | None) -> QGroupBox:
+        box = QGroupBox("Model")
+        form = QFormLayout(box)
+        row = QHBoxLayout()
+        self.model_combo = QComboBox()
+        self.model_combo.setAccessibleName("Model file")
+        self.model_combo.setMinimumWidth(340)
+        self.browse_button = QPushButton("Browse…")
+        self.browse_button.setAccessibleName("Choose a GGUF model file")
+        self.browse_button.clicked.connect(self._browse)
+        row.addWidget(self.model_combo, 1)
+        row.addWidget(self.browse_button)
+        form.addRow("Model:", row)
+        self.ctx_spin = self._spin(256, 262144, "Context size in tokens", step=256)
+        form.addRow("Context size:", self.ctx_spin)
+        self.threads_spin = self._spin(0, max(64, (os.cpu_count() or 2) * 2), "CPU threads")
+        self.threads_spin.setSpecialValueText("Automatic")
+        form.addRow("Threads:", self.threads_spin)
+        gpu_row = QHBoxLayout()
+        self.gpu_mode = QComboBox()
+        self.gpu_mode.setAccessibleName("GPU offload")
+        for label, value in GPU_MODES:
+            self.gpu_mode.addItem(label, value)
+        self.gpu_spin = self._spin(1, 999, "Layers on the GPU")
+        self.gpu_mode.currentIndexChanged.connect(
+            lambda _i: self.gpu_spin.setEnabled(self.gpu_mode.currentData() == 1)
+        )
+        gpu_row.addWidget(self.gpu_mode, 1)
+        gpu_row.addWidget(self.gpu_spin)
+        if gpu_supported is False:
+            self.gpu_mode.setToolTip("This llama.cpp build has no GPU support: the CPU is used.")
+        form.addRow("GPU:", gpu_row)
+        self.flash_check = QCheckBox("Flash attention")
+        self.flash_check.setAccessibleName("Flash attention")
+        form.addRow("", self.flash_check)
+        return box
+
+    def _prompt_group(self) -> QGroupBox:
+        box = QGroupBox("Conversation (this chat, and the default for new chats)")
+        form = QFormLayout(box)
+        self.preset_combo = QComboBox()
+        self.preset_combo.setAccessibleName("System prompt preset")
+        self.preset_combo.addItems([*PRESETS, CUSTOM])
+        self.preset_combo.activated.connect(self._apply_preset)
+        form.addRow("Preset:", self.preset_combo)
+        self.system_edit = QPlainTextEdit()
+        self.system_edit.setAccessibleName("System prompt")
+        self.system_edit.setPlaceholderText("Instructions the model gets before the conversation")
+        self.system_edit.setMaximumHeight(90)
+        self.system_edit.setTabChangesFocus(True)
+        self.system_edit.textChanged.connect(self._sync_preset)
+        form.addRow("System prompt:", self.system_edit)
+        self.policy_combo = QComboBox()
+        self.policy_combo.setAccessibleName("Default context policy")
+        for policy in Policy:
+            self.policy_combo.addItem(POLICY_NAMES[policy.value], policy.value)
+        form.addRow("New chats, when full:", self.policy_combo)
+        return box
+
+    def _sampling_group(self) -> QGroupBox:
+        box = QGroupBox("Sampling")
+        form = QFormLayout(box)
+        self.temperature = self._double(0.0, 2.0, 0.05, "Temperature")
+        self.top_p = self._double(0.0, 1.0, 0.01, "Top-p")
+        self.top_k = self._spin(0, 1000, "Top-k")
+        self.min_p = self._double(0.0, 1.0, 0.01, "Min-p")
+        self.repeat_penalty = self._double(0.5, 2.5, 0.01, "Repeat penalty")
+        self.max_tokens = self._spin(16, 32768, "Longest reply in tokens", step=16)
+        self.seed = self._spin(-1, 2**31 - 1, "Seed")
+        self.seed.setSpecialValueText("Random")
+        for label, widget in (
+            ("Temperature:", self.temperature),
+            ("Top-p:", self.top_p),
+            ("Top-k:", self.top_k),
+            ("Min-p:", self.min_p),
+            ("Repeat penalty:", self.repeat_penalty),
+            ("Max tokens:", self.max_tokens),
+            ("Seed:", self.seed),
+        ):
+            form.addRow(label, widget)
+        form.addRow(QLabel("Applies to this chat and to new chats."))
+        return box
+
+    def _spin(self, low: int, high: int, name: str, step: int = 1) -> QSpinBox:
+        spin = QSpinBox()
+        spin.setRange(low, high)
+        spin.setSingleStep(step)
+        spin.setAccessibleName(name)
+        return spin
+
+    def _double(self, low: float, high: float, step: float, name: str) -> QDoubleSpinBox:
+        spin = QDoubleSpinBox()
+        spin.setRange(low, high)
+        spin.setSingleStep(step)
+        spin.setDecimals(2)
+        spin.setAccessibleName(name)
+        return spin
+
+    # -- values ----------------------------------------------------------------------------
+    def _load(self, settings: Settings, system_prompt: str, sampling: dict[str, Any]) -> None:
+        self.model_combo.clear()
+        self.model_combo.addItem(EMBEDDED_LABEL, "")
+        for label, value, tip in library_models():
+            self.model_combo.addItem(label, value)
+            self.model_combo.setItemData(self.model_combo.count() - 1, tip, TOOLTIP)
+        self._select_model(settings.model)
+        self.ctx_spin.setValue(settings.n_ctx)
+        self.threads_spin.setValue(settings.n_threads or 0)
+        layers = settings.n_gpu_layers
+        mode = layers if layers in (AUTO_LAYERS, 0, -1) else 1
+        self.gpu_mode.setCurrentIndex(max(self.gpu_mode.findData(mode), 0))
+        self.gpu_spin.setValue(layers if mode == 1 else 8)
+        self.gpu_spin.setEnabled(mode == 1)
+        self.flash_check.setChecked(settings.flash_attn)
+        self.system_edit.setPlainText(system_prompt)
+        self.policy_combo.setCurrentIndex(max(self.policy_combo.findData(settings.policy), 0))
+        s = SamplingOptions.from_dict(sampling)
+        self.temperature.setValue(s.temperature)
+        self.top_p.setValue(s.top_p)
+        self.top_k.setValue(s.top_k)
+        self.min_p.setValue(s.min_p)
+        self.repeat_penalty.setValue(s.repeat_penalty)
+        self.max_tokens.setValue(s.max_tokens)
+        self.seed.setValue(-1 if s.seed is None else s.seed)
+
+    def _select_model(self, model: str) -> None:
+        index = self.model_combo.findData(model)
+        if index < 0:  # a path given as a library entry is the same model
+            tips = [self.model_combo.itemData(i, TOOLTIP) for i in range(self.model_combo.count())]
+            index = tips.index(model) if model in tips else -1
+        if index < 0:
+            self.model_combo.addItem(Path(model).name, model)
+            index = self.model_combo.count() - 1
+            self.model_combo.setItemData(index, model, TOOLTIP)
+        self.model_combo.setCurrentIndex(index)
+
+    def _browse(self) -> None:
+        start = str(paths.models_dir())
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Choose a model", start, "GGUF models (*.gguf);;All files (*)"
+        )
+        if path:
+            self._select_model(path)
+
+    def _apply_preset(self, index: int) -> None:
+        name = self.preset_combo.itemText(index)
+        if name in PRESETS:
+            self.system_edit.setPlainText(PRESETS[name])
+
+    def _sync_preset(self) -> None:
+        text = self.system_edit.toPlainText().strip()
+        names = [name for name, value in PRESETS.items() if value == text]
+        self.preset_combo.setCurrentText(names[0] if names else CUSTOM)
+
+    def system_prompt(self) -> str:
+        return self.system_edit.toPlainText().strip()
+
+    def sampling(self) -> dict[str, Any]:
+        base = SamplingOptions.from_dict(self._settings.sampling)
+        seed = self.seed.value()
+        return replace(
+            base,
+            temperature=self.temperature.value(),
+            top_p=self.top_p.value(),
+            top_k=self.top_k.value(),
+            min_p=self.min_p.value(),
+            repeat_penalty=self.repeat_penalty.value(),
+            max_tokens=self.max_tokens.value(),
+            seed=None if seed < 0 else seed,
+        ).to_dict()
+
+    def gpu_layers(self) -> int:
+        mode = self.gpu_mode.currentData()
+        return self.gpu_spin.value() if mode == 1 else mode
+
+    def settings(self) -> Settings:
+        """The edited settings (a new object; the caller saves it)."""
+        threads = self.threads_spin.value()
+        return replace(
+            self._settings,
+            model=self.model_combo.currentData() or "",
+            n_ctx=self.ctx_spin.value(),
+            n_threads=threads or None,
+            n_gpu_layers=self.gpu_layers(),
+            flash_attn=self.flash_check.isChecked(),
+            system_prompt=self.system_prompt(),
+            policy=self.policy_combo.currentData(),
+            sampling=self.sampling(),
+        )

@@ -1,0 +1,169 @@
+"""The conversation list: newest first, search, new, inline rename, delete (confirmed elsewhere)."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtGui import QKeyEvent
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QHBoxLayout,
+    QLineEdit,
+    QListWidget,
+    QListWidgetItem,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from assistant.errors import AssistantError
+from assistant.store import Store
+
+ID_ROLE = Qt.ItemDataRole.UserRole
+
+
+class ConversationList(QListWidget):
+    delete_pressed = Signal()
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802
+        if event.key() == Qt.Key.Key_Delete and self.state() != self.State.EditingState:
+            self.delete_pressed.emit()
+        else:
+            super().keyPressEvent(event)
+
+
+class Sidebar(QWidget):
+    conversation_selected = Signal(int)
+    new_requested = Signal()
+    delete_requested = Signal(int)
+    failed = Signal(str)
+
+    def __init__(self, store: Store, parent: QWidget | None = None):
+        super().__init__(parent)
+        self._store = store
+        self._filling = False
+        self._current: int | None = None
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(8, 8, 4, 8)
+        self.new_button = QPushButton("New chat")
+        self.new_button.setAccessibleName("New chat")
+        self.new_button.setToolTip("Start a new conversation (Ctrl+N)")
+        self.new_button.clicked.connect(self.new_requested)
+        self.search = QLineEdit()
+        self.search.setPlaceholderText("Search chats (Ctrl+F)")
+        self.search.setAccessibleName("Search conversations")
+        self.search.setClearButtonEnabled(True)
+        self._search_timer = QTimer(self, singleShot=True, interval=150)
+        self._search_timer.timeout.connect(self.refresh)
+        self.search.textChanged.connect(self._search_timer.start)
+        self.list = ConversationList()
+        self.list.setAccessibleName("Conversations")
+        self.list.setTextElideMode(Qt.TextElideMode.ElideRight)
+        self.list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.list.setUniformItemSizes(True)
+        self.list.setEditTriggers(
+            QAbstractItemView.EditTrigger.EditKeyPressed
+            | QAbstractItemView.EditTrigger.DoubleClicked
+        )
+        self.list.currentItemChanged.connect(self._on_current_changed)
+        self.list.itemChanged.connect(self._on_item_renamed)
+        self.list.delete_pressed.connect(self._request_delete)
+        buttons = QHBoxLayout()
+        self.rename_button = QPushButton("Rename")
+        self.rename_button.setAccessibleName("Rename conversation")
+        self.rename_button.setToolTip("Rename the selected conversation (F2)")
+        self.rename_button.clicked.connect(self.rename_current)
+        self.delete_button = QPushButton("Delete")
+        self.delete_button.setAccessibleName("Delete conversation")
+        self.delete_button.setToolTip("Delete the selected conversation (Delete)")
+        self.delete_button.clicked.connect(self._request_delete)
+        buttons.addWidget(self.rename_button)
+        buttons.addWidget(self.delete_button)
+        layout.addWidget(self.new_button)
+        layout.addWidget(self.search)
+        layout.addWidget(self.list, 1)
+        layout.addLayout(buttons)
+
+    def shutdown(self) -> None:
+        """The window is closing: no more reads from the store."""
+        self._search_timer.stop()
+        self.blockSignals(True)
+        self.setEnabled(False)
+
+    def ids(self) -> list[int]:
+        return [self.list.item(i).data(ID_ROLE) for i in range(self.list.count())]
+
+    def refresh(self, current: int | None | bool = False) -> None:
+        """Reload from the store (newest first), keeping or setting the selected conversation."""
+        if current is not False:
+            self._current = current  # type: ignore[assignment]
+        try:
+            conversations = self._store.list_conversations(self.search.text().strip() or None)
+        except AssistantError as exc:
+            self.failed.emit(str(exc))
+            return
+        self._filling = True
+        try:
+            self.list.clear()
+            for conv in conversations:
+                item = QListWidgetItem(conv.title)
+                item.setData(ID_ROLE, conv.id)
+                item.setToolTip(
+                    f"{conv.title}\nLast activity {conv.updated_at[:16].replace('T', ' ')} UTC"
+                )
+                item.setFlags(item.flags() | Qt.ItemFlag.ItemIsEditable)
+                self.list.addItem(item)
+                if conv.id == self._current:
+                    self.list.setCurrentItem(item)
+        finally:
+            self._filling = False
+        has = self._current is not None and self._current in self.ids()
+        self.rename_button.setEnabled(has)
+        self.delete_button.setEnabled(has)
+
+    def select(self, conversation_id: int) -> None:
+        """Mark this conversation as the open one (reloads the list only if it is not there)."""
+        self._current = conversation_id
+        if conversation_id not in self.ids():
+            self.refresh()
+            return
+        item = self.list.item(self.ids().index(conversation_id))
+        if self.list.currentItem() is not item:
+            self._filling = True
+            try:
+                self.list.setCurrentItem(item)
+            finally:
+                self._filling = False
+        self.rename_button.setEnabled(True)
+        self.delete_button.setEnabled(True)
+
+    def rename_current(self) -> None:
+        item = self.list.currentItem()
+        if item is not None:
+            self.list.editItem(item)
+
+    def _on_current_changed(self, item: QListWidgetItem | None, _previous: object) -> None:
+        if self._filling or item is None:
+            return
+        conversation_id = item.data(ID_ROLE)
+        if conversation_id != self._current:
+            self._current = conversation_id
+            self.rename_button.setEnabled(True)
+            self.delete_button.setEnabled(True)
+            self.conversation_selected.emit(conversation_id)
+
+    def _on_item_renamed(self, item: QListWidgetItem) -> None:
+        if self._filling:
+            return
+        title = item.text().strip()
+        conversation_id = item.data(ID_ROLE)
+        try:
+            if title:
+                self._store.update_conversation(conversation_id, title=title)
+        except AssistantError as exc:
+            self.failed.emit(str(exc))
+        self.refresh()
+
+    def _request_delete(self) -> None:
+        item = self.list.currentItem()
+        if item is not None:
+            self.delete_requested.emit(item.data(ID_ROLE))

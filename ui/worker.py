@@ -1,0 +1,316 @@
+"""The model owner: one long-lived QThread that loads the model and runs every reply.
+
+`ModelWorker` lives on that thread and is only reached through queued signals, so the model is
+never touched by the GUI thread. `ModelHost` is its GUI-side face: it posts jobs, re-emits the
+worker's signals in the GUI thread and stops a reply by setting the job's threading.Event, which
+the core's token loop checks between two tokens.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import traceback
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from PySide6.QtCore import QObject, QThread, Signal, Slot
+
+from assistant.errors import AssistantError, ModelLoadError
+from assistant.settings import Settings
+from assistant.store import Store
+
+REPLY_KINDS = ("send", "regenerate", "edit", "continue")
+
+
+def app_threads(cpu_count: int | None = None) -> int:
+    """Generation threads when the user chose 'automatic': leave one core to the window.
+
+    llama.cpp's threads spin while they wait for each other; when the GUI thread takes one of
+    their cores they stall (on 2 cores: about 5 tokens/s with 2 threads, 70 with 1).
+    """
+    cpus = cpu_count or os.cpu_count() or 2
+    physical = cpus if cpus <= 4 else cpus // 2
+    return max(1, min(physical, cpus - 1))
+
+
+@dataclass(frozen=True)
+class LoadJob:
+    settings: Settings  # model (a path, a library id, or "" for the embedded one) and options
+
+
+@dataclass(frozen=True)
+class ReplyJob:
+    kind: str  # one of REPLY_KINDS
+    conversation_id: int
+    text: str = ""
+    message_id: int | None = None
+    cancel: threading.Event = field(default_factory=threading.Event, compare=False)
+
+
+@dataclass(frozen=True)
+class SummaryJob:
+    conversation_id: int
+    name: str  # the document's name ("pasted text" or a file name)
+    text: str
+    cancel: threading.Event = field(default_factory=threading.Event, compare=False)
+
+
+@dataclass(frozen=True)
+class PromptJob:
+    conversation_id: int
+
+
+class ModelWorker(QObject):
+    """Runs on the model thread; owns the ModelRuntime and one ChatSession per conversation."""
+
+    loading = Signal(str)  # file name
+    loaded = Signal(object, str)  # ModelInfo, a note when memory forced smaller settings
+    load_failed = Signal(str)
+    reply_started = Signal(int, int, object)  # conversation id, reply message id, ContextReport
+    piece = Signal(int, str)  # reply message id, text
+    reply_done = Signal(int, object)  # conversation id, ReplyResult
+    failed = Signal(int, str)  # conversation id, user-facing message
+    prompt_ready = Signal(int, str)  # conversation id, templated prompt
+    summary_progress = Signal(int, object)  # conversation id, summarizer Progress
+    summary_done = Signal(int, object)  # conversation id, the stored summary message
+    job_finished = Signal(object)  # the job, whatever happened
+    closed = Signal()
+
+    def __init__(self, store: Store, closing: threading.Event):
+        super().__init__()
+        self._store = store
+        self._closing = closing
+        self._runtime: Any = None
+        self._sessions: dict[int, Any] = {}
+        self._load_error = "The model is still loading."
+
+    @Slot(object)
+    def handle(self, job: object) -> None:
+        try:
+            if self._closing.is_set():
+                return
+            if isinstance(job, LoadJob):
+                self._load(job)
+            elif isinstance(job, ReplyJob):
+                self._reply(job)
+            elif isinstance(job, SummaryJob):
+                self._summarize(job)
+            elif isinstance(job, PromptJob):
+                self._prompt(job)
+        finally:
+            self.job_finished.emit(job)
+
+    @Slot()
+    def close(self) -> None:
+        """Free the model on its own thread, then end the thread's event loop."""
+        self._drop_runtime()
+        self.closed.emit()
+        thread = QThread.currentThread()
+        thread.quit()
+
+    # -- jobs ------------------------------------------------------------------------------
+    def _load(self, job: LoadJob) -> None:
+        """Resolve and load the model (the imports happen here too, off the GUI thread)."""
+        self._drop_runtime()
+        try:
+            from assistant.fit import load_with_fallback
+
+            path = job.settings.model_path()
+            self.loading.emit(path.name)
+            options = job.settings.load_options()
+            if not options.n_threads:
+                options = replace(options, n_threads=app_threads())
+            self._runtime, choice = load_with_fallback(path, options)
+        except AssistantError as exc:
+            self._load_error = f"No model is loaded: {exc}"
+            self.load_failed.emit(str(exc))
+            return
+        except Exception as exc:  # an unexpected failure must not kill the thread
+            self._load_error = f"No model is loaded: {exc}"
+            _log_unexpected()
+            self.load_failed.emit(f"Could not load the model: {exc}")
+            return
+        self.loaded.emit(self._runtime.info, choice.message if choice.attempts else "")
+
+    def _reply(self, job: ReplyJob) -> None:
+        cid = job.conversation_id
+        reply = None
+        try:
+            session = self._session(cid)
+            if job.kind == "send":
+                reply = session.send(job.text, job.cancel)
+            elif job.kind == "regenerate":
+                reply = session.regenerate(job.cancel)
+            elif job.kind == "edit":
+                reply = session.edit(job.message_id, job.text, job.cancel)
+            else:
+                reply = session.continue_reply(job.cancel)
+            self.reply_started.emit(cid, reply.message_id, reply.context)
+            for text in reply:
+                self.piece.emit(reply.message_id, text)
+        except AssistantError as exc:
+            self.failed.emit(cid, str(exc))
+        except Exception as exc:
+            _log_unexpected()
+            self.failed.emit(cid, f"Something went wrong while replying: {exc}")
+        finally:
+            if reply is not None:
+                reply.close()  # saves the text so far (marked cancelled) if the loop broke
+                if reply.result is not None:
+                    self.reply_done.emit(cid, reply.result)
+
+    def _summarize(self, job: SummaryJob) -> None:
+        """Summarize on this thread; a cancel returns what was read so far, marked partial."""
+        cid = job.conversation_id
+        try:
+            from assistant.summarizer import Summarizer, SummaryOptions
+
+            session = self._session(cid)
+            summarizer = Summarizer(
+                self._runtime,
+                SummaryOptions(),
+                progress=lambda p: self.summary_progress.emit(cid, p),
+                cancel=job.cancel,
+            )
+            result = summarizer.summarize(job.text)
+            self.summary_done.emit(cid, session.record_summary(job.name, job.text, result))
+        except AssistantError as exc:
+            self.failed.emit(cid, str(exc))
+        except Exception as exc:
+            _log_unexpected()
+            self.failed.emit(cid, f"Something went wrong while summarizing: {exc}")
+
+    def _prompt(self, job: PromptJob) -> None:
+        try:
+            self.prompt_ready.emit(
+                job.conversation_id, self._session(job.conversation_id).prompt_text()
+            )
+        except AssistantError as exc:
+            self.failed.emit(job.conversation_id, str(exc))
+        except Exception as exc:
+            _log_unexpected()
+            self.failed.emit(job.conversation_id, f"Could not build the prompt: {exc}")
+
+    def _session(self, conversation_id: int) -> Any:
+        if self._runtime is None:
+            raise ModelLoadError(self._load_error)
+        session = self._sessions.get(conversation_id)
+        if session is None:
+            from assistant.chat import ChatSession
+
+            session = ChatSession(self._runtime, self._store, conversation_id)
+            self._sessions[conversation_id] = session
+        return session
+
+    def _drop_runtime(self) -> None:
+        self._sessions.clear()
+        if self._runtime is not None:
+            self._runtime.close()
+            self._runtime = None
+
+
+def _log_unexpected() -> None:
+    """Bugs go to stderr for a report; the window shows a plain sentence instead."""
+    traceback.print_exc(file=sys.stderr)
+
+
+class ModelHost(QObject):
+    """GUI-thread handle on the model thread: post jobs, stop replies, shut down."""
+
+    loading = Signal(str)
+    loaded = Signal(object, str)
+    load_failed = Signal(str)
+    reply_started = Signal(int, int, object)
+    piece = Signal(int, str)
+    reply_done = Signal(int, object)
+    failed = Signal(int, str)
+    prompt_ready = Signal(int, str)
+    summary_progress = Signal(int, object)
+    summary_done = Signal(int, object)
+    idle = Signal()  # the last queued reply has ended (saved, whatever happened)
+
+    _post = Signal(object)
+    _close = Signal()
+
+    def __init__(self, store: Store, parent: QObject | None = None):
+        super().__init__(parent)
+        self._closing = threading.Event()
+        self._pending: list[object] = []
+        self._thread = QThread()
+        self._thread.setObjectName("model")
+        self._worker = ModelWorker(store, self._closing)
+        self._worker.moveToThread(self._thread)
+        self._post.connect(self._worker.handle)
+        self._close.connect(self._worker.close)
+        for name in (
+            "loading",
+            "loaded",
+            "load_failed",
+            "reply_started",
+            "piece",
+            "reply_done",
+            "failed",
+            "prompt_ready",
+            "summary_progress",
+            "summary_done",
+        ):
+            getattr(self._worker, name).connect(getattr(self, name))
+        self._worker.job_finished.connect(self._on_job_finished)
+        self._thread.start()
+
+    @property
+    def busy(self) -> bool:
+        return bool(self._pending)
+
+    @property
+    def replying(self) -> bool:
+        """A reply or a summary is queued or running (both own the model and can be stopped)."""
+        return any(isinstance(job, (ReplyJob, SummaryJob)) for job in self._pending)
+
+    def load(self, settings: Settings) -> None:
+        self._submit(LoadJob(replace(settings)))
+
+    def reply(
+        self, kind: str, conversation_id: int, text: str = "", message_id: int | None = None
+    ) -> ReplyJob:
+        if kind not in REPLY_KINDS:
+            raise ValueError(kind)
+        job = ReplyJob(kind, conversation_id, text, message_id)
+        self._submit(job)
+        return job
+
+    def summarize(self, conversation_id: int, name: str, text: str) -> SummaryJob:
+        job = SummaryJob(conversation_id, name, text)
+        self._submit(job)
+        return job
+
+    def request_prompt(self, conversation_id: int) -> None:
+        self._submit(PromptJob(conversation_id))
+
+    def stop(self) -> bool:
+        """Stop every queued or running reply or summary within one token; True if any."""
+        jobs = [job for job in self._pending if isinstance(job, (ReplyJob, SummaryJob))]
+        for job in jobs:
+            job.cancel.set()
+        return bool(jobs)
+
+    def shutdown(self, timeout_ms: int = 30000) -> None:
+        """Stop, let the running job save, free the model on its thread, join the thread."""
+        if not self._thread.isRunning():
+            return
+        self.stop()
+        self._closing.set()
+        self._close.emit()
+        self._thread.wait(timeout_ms)
+
+    def _submit(self, job: object) -> None:
+        self._pending.append(job)
+        self._post.emit(job)
+
+    @Slot(object)
+    def _on_job_finished(self, job: object) -> None:
+        self._pending = [pending for pending in self._pending if pending is not job]
+        if isinstance(job, (ReplyJob, SummaryJob)) and not self.replying:
+            self.idle.emit()
