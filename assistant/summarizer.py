@@ -107,6 +107,7 @@ class Summarizer:
         n_ctx = runtime.n_ctx
         self.note_tokens = max(48, min(256, n_ctx // 6))
         self.final_tokens = max(48, min(LENGTHS[self.options.length][0], n_ctx // 3))
+        self.language = self.options.language  # filled from the document by summarize()
         self.max_prompt = 0
         self._calls = 0
         self._total_calls = 1
