@@ -18,12 +18,12 @@ from PySide6.QtWidgets import QApplication  # noqa: E402
 
 from assistant.settings import Settings  # noqa: E402
 from assistant.store import Store  # noqa: E402
-from assistant.types import SamplingOptions  # noqa: E402
 from ui.main_window import MainWindow  # noqa: E402
 from ui.prompt_dialog import PromptDialog  # noqa: E402
 from ui.settings_dialog import SettingsDialog  # noqa: E402
 
-LOAD_TIMEOUT = 120_000
+from .ui_windows import LOAD_TIMEOUT, open_window  # noqa: E402
+
 REPLY_TIMEOUT = 180_000
 LONG_PROMPT = "Write a very long story about a dragon, a knight and a lighthouse, in ten chapters."
 PARAGRAPH = (
@@ -40,17 +40,8 @@ def make_window(qtbot):
     windows: list[MainWindow] = []
 
     def make(*, n_ctx: int = 1024, max_tokens: int = 40, model: str = "") -> MainWindow:
-        settings = Settings(model=model, n_ctx=n_ctx)  # automatic threads, as users get
-        settings.sampling = SamplingOptions(max_tokens=max_tokens, seed=7).to_dict()
-        settings.save()
-        window = MainWindow(settings)
-        qtbot.addWidget(window)
+        window = open_window(qtbot, n_ctx=n_ctx, max_tokens=max_tokens, model=model)
         window.confirm = lambda _title, _text: True
-        with qtbot.waitSignal(window.model_ready, timeout=LOAD_TIMEOUT):
-            window.show()
-            window.start()
-        window.activateWindow()
-        qtbot.waitUntil(lambda: QApplication.activeWindow() is window, timeout=5000)
         windows.append(window)
         return window
 

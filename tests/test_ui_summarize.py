@@ -9,15 +9,13 @@ import pytest
 pytest.importorskip("pytestqt")
 
 from PySide6.QtCore import QMimeData, Qt, QUrl  # noqa: E402
-from PySide6.QtWidgets import QApplication  # noqa: E402
 
-from assistant.settings import Settings  # noqa: E402
-from assistant.types import SamplingOptions  # noqa: E402
 from ui.main_window import MainWindow  # noqa: E402
 from ui.prompt_dialog import PromptDialog  # noqa: E402
 from ui.sources_dialog import SourcesDialog  # noqa: E402
 
-LOAD_TIMEOUT = 120_000
+from .ui_windows import open_window  # noqa: E402
+
 RUN_TIMEOUT = 300_000
 ARTICLE = "\n\n".join(
     [
@@ -38,16 +36,7 @@ def make_window(qtbot):
     windows: list[MainWindow] = []
 
     def make(*, n_ctx: int = 2048) -> MainWindow:
-        settings = Settings(n_ctx=n_ctx)
-        settings.sampling = SamplingOptions(max_tokens=24, seed=7).to_dict()
-        settings.save()
-        window = MainWindow(settings)
-        qtbot.addWidget(window)
-        with qtbot.waitSignal(window.model_ready, timeout=LOAD_TIMEOUT):
-            window.show()
-            window.start()
-        window.activateWindow()
-        qtbot.waitUntil(lambda: QApplication.activeWindow() is window, timeout=5000)
+        window = open_window(qtbot, n_ctx=n_ctx, max_tokens=24)
         windows.append(window)
         return window
 
