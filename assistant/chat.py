@@ -181,13 +181,17 @@ class ChatSession:
             self.conversation_id, USER, f"Summarize the document “{name}” ({tokens} tokens)."
         )
         summary = result.to_json()
+        stats: dict = {"summary": {**summary, "document_id": document_id, "document": name}}
+        report = self._preview()  # the window before the summary, as for a reply
+        if report is not None:
+            stats["context"] = report.to_dict()
         return self.store.add_message(
             self.conversation_id,
             ASSISTANT,
             result.summary + note,
             status="cancelled" if result.partial else "complete",
             tokens=len(self.runtime.tokenize(result.summary)),
-            stats={"summary": {**summary, "document_id": document_id, "document": name}},
+            stats=stats,
         )
 
     # -- the window ------------------------------------------------------------------------
@@ -200,19 +204,7 @@ class ChatSession:
         upto = _index_of(ids, conv.summary_upto_id)
         summary = conv.summary
         for _ in range(4):
-            window = fit_window(
-                msgs,
-                system=conv.system_prompt,
-                counter=self.runtime,
-                n_ctx=self.runtime.n_ctx,
-                reserve=self.reserve(),
-                policy=Policy.parse(conv.policy),
-                start=start,
-                summary=summary,
-                summary_upto=upto,
-                slide=self.slide,
-                truncate_oversize=self.truncate_oversize,
-            )
+            window = self._fit(msgs, conv, start, summary, upto)
             pending = window.pending_summary
             if Policy.parse(conv.policy) is not Policy.SUMMARIZE or pending is None:
                 break
@@ -227,6 +219,48 @@ class ChatSession:
             self.store.update_conversation(self.conversation_id, window_start_id=ids[window.start])
         self.last_window = window
         return window
+
+    def _fit(
+        self, msgs: list[Message], conv: Conversation, start: int, summary: str, upto: int
+    ) -> Window:
+        return fit_window(
+            msgs,
+            system=conv.system_prompt,
+            counter=self.runtime,
+            n_ctx=self.runtime.n_ctx,
+            reserve=self.reserve(),
+            policy=Policy.parse(conv.policy),
+            start=start,
+            summary=summary,
+            summary_upto=upto,
+            slide=self.slide,
+            truncate_oversize=self.truncate_oversize,
+        )
+
+    def _report(self, window: Window, history: Sequence[StoredMessage]) -> ContextReport:
+        return ContextReport(
+            n_ctx=window.n_ctx,
+            used=window.used,
+            reserve=window.reserve,
+            dropped_messages=window.dropped,
+            summarized_messages=window.summarized,
+            system_kept=window.system_kept,
+            truncated_message=window.truncated,
+            first_visible_message_id=history[window.start].id if history else None,
+        )
+
+    def _preview(self) -> ContextReport | None:
+        """The window as it stands, without summarizing or moving anything (None if full)."""
+        history, conv = self._history()
+        ids = [m.id for m in history]
+        msgs = [Message(m.role, m.content) for m in history]
+        start = _index_of(ids, conv.window_start_id)
+        upto = _index_of(ids, conv.summary_upto_id)
+        try:
+            window = self._fit(msgs, conv, start, conv.summary, upto)
+        except AssistantError:
+            return None
+        return self._report(window, history)
 
     def prompt_text(self) -> str:
         """Exactly what the model saw for the last reply (templated), for 'what the model sees'."""
@@ -270,16 +304,7 @@ class ChatSession:
         window = self.plan()
         history, _ = self._history()
         previous_hidden = _index_of([m.id for m in history], before.window_start_id)
-        report = ContextReport(
-            n_ctx=window.n_ctx,
-            used=window.used,
-            reserve=window.reserve,
-            dropped_messages=window.dropped,
-            summarized_messages=window.summarized,
-            system_kept=window.system_kept,
-            truncated_message=window.truncated,
-            first_visible_message_id=history[window.start].id if history else None,
-        )
+        report = self._report(window, history)
         left = window.start - previous_hidden
         notice = ""
         if left > 0:

@@ -25,6 +25,8 @@ class Settings:
     system_prompt: str = ""
     policy: str = "drop"
     sampling: dict[str, Any] = field(default_factory=lambda: SamplingOptions().to_dict())
+    summary_length: str = "medium"  # short | medium | detailed: documents summarized in the app
+    summary_bullets: bool = True
 
     @classmethod
     def load(cls, path: Path | None = None) -> Settings:
@@ -65,3 +67,10 @@ class Settings:
 
     def sampling_options(self) -> SamplingOptions:
         return SamplingOptions.from_dict(self.sampling)
+
+    def summary_options(self):
+        """How the app summarizes documents (an unknown length in the file reads as medium)."""
+        from .summarizer import LENGTHS, SummaryOptions
+
+        length = self.summary_length if self.summary_length in LENGTHS else "medium"
+        return SummaryOptions(length=length, bullets=bool(self.summary_bullets))

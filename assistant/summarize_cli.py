@@ -18,6 +18,12 @@ def add_summarize_parser(sub, model_options) -> None:
         "--language", help="write the summary in this language (default: the document's)"
     )
     p.add_argument(
+        "--chunk-tokens",
+        type=int,
+        default=None,
+        help="largest piece of the document read in one model call (default 4096)",
+    )
+    p.add_argument(
         "--json",
         action="store_true",
         help="print {summary, chunks, levels, source_tokens, seconds, sources}",
@@ -37,7 +43,11 @@ def run_summarize(args) -> int:
     else:
         doc = load_document(args.file)
     options = SummaryOptions(
-        length=args.length, bullets=args.bullets, focus=args.focus, language=args.language
+        length=args.length,
+        bullets=args.bullets,
+        focus=args.focus,
+        language=args.language,
+        **({"chunk_tokens": args.chunk_tokens} if args.chunk_tokens else {}),
     )
     runtime = _runtime(_settings(args))
     bar = tqdm(
@@ -57,21 +67,25 @@ def run_summarize(args) -> int:
     cancel = threading.Event()
     summarizer = Summarizer(runtime, options, progress, cancel)
     box: dict = {}
+    done = threading.Event()
 
     def work() -> None:
         try:
             box["result"] = summarizer.summarize(doc.text)
         except BaseException as exc:  # handed to the main thread, which reports it
             box["error"] = exc
+        finally:
+            done.set()
 
-    worker = threading.Thread(target=work, name="summarize", daemon=True)
-    worker.start()
+    # Wait on an Event, not Thread.join: on Python < 3.13 a Ctrl-C that interrupts join() can
+    # mark a thread finished while it still runs, and the partial result would be lost.
+    threading.Thread(target=work, name="summarize", daemon=True).start()
     try:
-        while worker.is_alive():
-            worker.join(0.2)
+        while not done.wait(0.2):
+            pass
     except KeyboardInterrupt:  # Ctrl-C: stop between tokens and print what we have
         cancel.set()
-        worker.join()
+        done.wait()  # a second Ctrl-C gives up (exit code 130)
     finally:
         bar.close()
     if "error" in box:

@@ -20,6 +20,14 @@ from .runtime import ModelRuntime
 from .types import SYSTEM, USER, Message, SamplingOptions
 
 LENGTHS = {"short": (128, "3 to 5"), "medium": (256, "5 to 8"), "detailed": (512, "8 to 14")}
+# Most tokens a chunk's (or a merge's) notes may take, by summary length.
+NOTE_TOKENS = {"short": 96, "medium": 128, "detailed": 192}
+# Chunks of the source are at most this long (when the window is larger). On CPU without
+# flash attention, prompt evaluation slows as the prompt grows (SmolLM2-135M, 2 threads: 187
+# tokens/s at 4096, 127 at 7800) and decoding the notes at the end of a long prompt slows more
+# (51 vs 27 tokens/s), so 4096-token chunks read a long document about 1.5x faster than
+# window-sized ones; small models also keep more of a shorter text.
+CHUNK_TOKENS = 4096
 SYSTEM_PROMPT = (
     "You summarize documents faithfully. Use only facts stated in the text; never invent any."
 )
@@ -32,11 +40,16 @@ class SummaryOptions:
     bullets: bool = False
     focus: str | None = None
     language: str | None = None  # None: the document's own language
+    chunk_tokens: int = CHUNK_TOKENS  # largest chunk of the source read in one model call
 
     def __post_init__(self):
         if self.length not in LENGTHS:
             raise InvalidInputError(
                 f"Unknown summary length {self.length!r}; choose one of {', '.join(LENGTHS)}."
+            )
+        if self.chunk_tokens < 256:
+            raise InvalidInputError(
+                f"Chunks of {self.chunk_tokens} tokens are too small; use at least 256."
             )
 
 
@@ -67,10 +80,16 @@ class SummaryResult:
     seconds: float
     partial: bool = False
     max_prompt_tokens: int = 0
+    length: str = "medium"
+    bullets: bool = False
+    language: str | None = None  # what the summary was asked to be written in (None: as the text)
 
     def to_json(self) -> dict:
         return {
             "summary": self.summary,
+            "length": self.length,
+            "bullets": self.bullets,
+            "language": self.language,
             "chunks": self.chunks,
             "levels": self.levels,
             "source_tokens": self.source_tokens,
@@ -105,7 +124,7 @@ class Summarizer:
         self.on_progress = progress or (lambda p: None)
         self.cancel = cancel or threading.Event()
         n_ctx = runtime.n_ctx
-        self.note_tokens = max(48, min(256, n_ctx // 6))
+        self.note_tokens = max(48, min(NOTE_TOKENS[self.options.length], n_ctx // 6))
         self.final_tokens = max(48, min(LENGTHS[self.options.length][0], n_ctx // 3))
         self.language = self.options.language  # filled from the document by summarize()
         self.max_prompt = 0
@@ -132,7 +151,7 @@ class Summarizer:
                 read=source_tokens,
             )
             return self._result(note, 1, 1, source_tokens, start, partial=self.cancel.is_set())
-        chunks = self.chunk(text, self._text_budget(self._map_prompt, self.note_tokens))
+        chunks = self.chunk(text, self.chunk_budget())
         self._total_calls = len(chunks) + max(1, math.ceil(len(chunks) / 3))
         notes: list[_Note] = []
         for i, (s, e, n) in enumerate(chunks):
@@ -169,6 +188,11 @@ class Summarizer:
             levels += 1
 
     # -- chunking --------------------------------------------------------------------------
+    def chunk_budget(self) -> int:
+        """Most source tokens in one map prompt: what the window leaves, at most chunk_tokens."""
+        window = self._text_budget(self._map_prompt, self.note_tokens)
+        return min(window, self.options.chunk_tokens)
+
     def chunk(self, text: str, budget: int) -> list[tuple[int, int, int]]:
         """Contiguous (start, end, tokens) slices of at most `budget` tokens, cut at paragraph,
         then sentence, boundaries (a sentence longer than a chunk is cut by length)."""
@@ -182,18 +206,27 @@ class Summarizer:
                     units.append((ss, se))
                 else:
                     units.extend(self._hard_split(text, ss, se, budget))
+        # Pack units greedily: grow by the sum of the units' own counts, then count the chunk
+        # exactly (a join can tokenize differently) and step back or forward one unit at a time.
+        sizes = [self._count(text[s:e]) for s, e in units]
         chunks: list[tuple[int, int, int]] = []
         i = 0
         while i < len(units):
-            start, j, best = units[i][0], i, None
+            start, j, guess = units[i][0], i + 1, sizes[i]
+            while j < len(units) and guess + sizes[j] + 1 <= budget:
+                guess, j = guess + sizes[j] + 1, j + 1
+            n = self._count(text[start : units[j - 1][1]])
+            while n > budget and j > i + 1:
+                j -= 1
+                n = self._count(text[start : units[j - 1][1]])
             while j < len(units):
-                n = self._count(text[start : units[j][1]])
-                if n > budget:
+                grown = self._count(text[start : units[j][1]])
+                if grown > budget:
                     break
-                best, j = (units[j][1], n), j + 1
-            if best is None:  # cannot happen: every unit fits alone
+                n, j = grown, j + 1
+            if n > budget:  # cannot happen: every unit fits alone
                 raise InvalidInputError("The document could not be split into chunks.")
-            chunks.append((start, best[0], best[1]))
+            chunks.append((start, units[j - 1][1], n))
             i = j
         return chunks
 
@@ -258,7 +291,8 @@ class Summarizer:
 
     # -- model calls -----------------------------------------------------------------------
     def _reduce(self, notes: list[_Note]) -> list[_Note]:
-        budget = self._text_budget(self._reduce_prompt, self.note_tokens)
+        window = self._text_budget(self._reduce_prompt, self.note_tokens)
+        budget = min(window, self.options.chunk_tokens)
         groups: list[list[_Note]] = [[]]
         for note in notes:
             candidate = groups[-1] + [note]
@@ -352,6 +386,9 @@ class Summarizer:
             time.perf_counter() - start,
             partial,
             self.max_prompt,
+            self.options.length,
+            self.options.bullets,
+            self.language,
         )
 
 

@@ -190,3 +190,69 @@ def test_importing_the_core_does_not_import_qt():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+# -- summarize -----------------------------------------------------------------------------------
+def _report(paragraphs: int) -> str:
+    towns = ["Arles", "Bergen", "Cádiz", "Dublin", "Esbjerg", "Faro", "Genoa", "Hull"]
+    return "\n\n".join(
+        f"In {1800 + i} the port of {towns[i % 8]} built a new quay of {10 + i} metres. "
+        f"Its merchants shipped {towns[(i + 3) % 8]} wool and salt fish to the north."
+        for i in range(paragraphs)
+    )
+
+
+def test_summarize_a_file_in_chunks_as_json(assistant_home, tmp_path):
+    path = tmp_path / "report.md"
+    path.write_text(_report(40), encoding="utf-8")
+    proc = run(
+        "summarize", str(path), "--ctx", "1024", "--chunk-tokens", "300", "--bullets", "--json"
+    )
+    data = json.loads(proc.stdout)
+    assert {"summary", "chunks", "levels", "source_tokens", "seconds", "sources"} <= data.keys()
+    assert data["chunks"] >= 3 and data["levels"] >= 2 and not data["partial"]
+    assert data["bullets"] and data["length"] == "medium"
+    assert data["summary"].startswith("- ") and data["sources"]
+    size = len(path.read_text(encoding="utf-8"))
+    assert all(0 <= a < b <= size for s in data["sources"] for a, b in s["ranges"])
+    assert "Traceback" not in proc.stderr
+
+
+def test_summarize_stdin_prints_the_summary_and_a_status_line(assistant_home):
+    proc = run("summarize", "-", "--ctx", "1024", "--length", "short", stdin=_report(6))
+    assert proc.stdout.strip()
+    assert "1 chunk(s), 1 level(s)" in proc.stderr and "PARTIAL" not in proc.stderr
+
+
+def test_summarize_bad_input_is_one_line_and_exit_1(assistant_home, tmp_path):
+    binary = tmp_path / "photo.txt"
+    binary.write_bytes(bytes(range(256)) * 40)
+    for args, stdin, reason in (
+        ([str(binary)], None, "photo.txt"),
+        (["-"], "  \n\n ", "no text to summarize"),
+        ([str(tmp_path / "missing.pdf")], None, "missing.pdf"),
+        (["-", "--chunk-tokens", "10"], _report(3), "too small"),
+    ):
+        proc = run("summarize", *args, stdin=stdin, check=False)
+        assert proc.returncode == 1 and reason in proc.stderr, proc.stderr
+        assert "Traceback" not in proc.stderr and proc.stdout == ""
+
+
+def test_summarize_ctrl_c_prints_the_partial_summary(assistant_home, tmp_path):
+    path = tmp_path / "long.txt"
+    path.write_text(_report(400), encoding="utf-8")  # about two minutes of work
+    proc = subprocess.Popen(
+        [*ASSISTANT, "summarize", str(path), "--ctx", "512", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=os.environ.copy(),
+    )
+    time.sleep(10)  # the model is loaded and the first chunks are being read
+    assert proc.poll() is None, proc.stderr.read()
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    data = json.loads(out)
+    assert data["partial"] and data["chunks"] > 1
+    assert "Traceback" not in err

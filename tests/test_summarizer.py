@@ -7,6 +7,7 @@ import threading
 
 import pytest
 
+from assistant.errors import InvalidInputError
 from assistant.summarizer import (
     Summarizer,
     SummaryOptions,
@@ -104,6 +105,24 @@ def test_chunks_are_contiguous_within_budget_and_cut_at_boundaries():
     assert sum(s in starts for s, _, _ in chunks) >= len(chunks) - 4
 
 
+def test_chunks_are_capped_below_a_large_window():
+    model = WordModel(8192)
+    text = document(800)
+    summarizer = Summarizer(model, SummaryOptions(bullets=True, chunk_tokens=1000))
+    assert summarizer.chunk_budget() == 1000
+    result = summarizer.summarize(text)
+    map_calls = model.calls[: result.chunks]
+    assert result.chunks >= len(text.split()) // 1000
+    assert max(map_calls) <= 1000 + summarizer.note_tokens + 60, "map prompts hold one chunk"
+    wide = Summarizer(WordModel(8192), SummaryOptions(chunk_tokens=100_000))
+    assert (
+        wide.chunk_budget()
+        == 8192 - wide.note_tokens - wide.rt.count_prompt(wide._map_prompt("")) - 8
+    )
+    with pytest.raises(InvalidInputError, match="too small"):
+        SummaryOptions(chunk_tokens=10)
+
+
 def test_text_helpers():
     assert paragraph_spans("a\n\n  \n\nb") == [(0, 1), (7, 8)]
     text = "One. Two! 三。四？"
@@ -168,6 +187,19 @@ def test_long_document_in_several_levels_at_ctx_512(runtime_factory):
     data = result.to_json()
     assert {"summary", "chunks", "levels", "source_tokens", "seconds", "sources"} <= data.keys()
     assert all(r[0] < r[1] for s in data["sources"] for r in s["ranges"])
+
+
+def test_chunk_counts_are_exact_with_the_model_tokenizer(runtime_factory):
+    rt = runtime_factory(512)
+    text = document(40, seed=3) + "\n\n" + "长城是中国古代的军事防御工程。" * 60
+    summarizer = Summarizer(rt)
+    summarizer._text = text
+    chunks = summarizer.chunk(text, 200)
+    assert all(n == len(rt.tokenize(text[s:e])) <= 200 for s, e, n in chunks)
+    assert [c[0] for c in chunks[1:]] == [
+        next(i for i in range(e, len(text)) if not text[i].isspace()) for _, e, _ in chunks[:-1]
+    ], "contiguous: each chunk starts where the previous one's trailing blank ends"
+    assert min(n for _, _, n in chunks[:-1]) > 100, "packed, not one paragraph per chunk"
 
 
 def test_chinese_document_gets_a_chinese_summary(runtime_factory):

@@ -10,6 +10,7 @@ pytest.importorskip("pytestqt")
 
 from PySide6.QtCore import QMimeData, Qt, QUrl  # noqa: E402
 
+from assistant.settings import Settings  # noqa: E402
 from ui.main_window import MainWindow  # noqa: E402
 from ui.prompt_dialog import PromptDialog  # noqa: E402
 from ui.sources_dialog import SourcesDialog  # noqa: E402
@@ -84,6 +85,9 @@ def test_pasted_text_is_summarized_off_the_gui_thread_with_sources(make_window, 
     widget = window.chat.messages()[-1]
     assert widget.message_id == reply.id and widget.text() == reply.content
     assert widget.sources_button.isVisible()
+    context = reply.stats["context"]
+    assert context["n_ctx"] == 2048 and context["used"] > 0
+    assert window.meter.used == context["used"] + reply.tokens > 0, "meter counts the summary"
 
     # the sources dialog highlights the passage behind the selected point
     qtbot.mouseClick(widget.sources_button, Qt.MouseButton.LeftButton)
@@ -163,3 +167,23 @@ def test_bad_files_show_the_reason_and_the_app_keeps_working(make_window, qtbot,
         qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
     reply = window.store.messages(window.conversation_id)[-1]
     assert reply.stats["summary"]["document"] == "museum.html" and reply.content.strip()
+
+
+def test_summary_length_and_form_come_from_the_settings_dialog(make_window, qtbot):
+    from ui.settings_dialog import SettingsDialog
+
+    window = make_window()
+    window.open_settings()
+    dialog = window.findChild(SettingsDialog)
+    dialog.summary_length.setCurrentIndex(dialog.summary_length.findData("short"))
+    dialog.summary_bullets.setChecked(False)
+    with qtbot.assertNotEmitted(window.host.loaded, wait=200):
+        dialog.accept()  # summaries are not a load option: the model stays loaded
+    assert window.settings.summary_length == "short" and not window.settings.summary_bullets
+    assert Settings.load().summary_length == "short", "saved for the next launch"
+    with qtbot.waitSignal(window.host.idle, timeout=RUN_TIMEOUT):
+        assert window.summarize_text(ARTICLE)
+    reply = window.store.messages(window.conversation_id)[-1]
+    summary = reply.stats["summary"]
+    assert (summary["length"], summary["bullets"]) == ("short", False)
+    assert not reply.content.startswith("- "), "prose, not bullet points"

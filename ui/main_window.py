@@ -606,7 +606,9 @@ class MainWindow(QMainWindow):
         self.banner.dismiss()
         self.chat.add_pending("user", f"Summarize the document “{document.name}”.")
         self.chat.add_pending("assistant")
-        self.host.summarize(conversation_id, document.name, document.text)
+        self.host.summarize(
+            conversation_id, document.name, document.text, self.settings.summary_options()
+        )
         self._summarizing = (document.text, document.name)
         self.summary_label.setText(f"Summarizing {document.name}…")
         self.summary_progress.setRange(0, 0)
@@ -626,6 +628,7 @@ class MainWindow(QMainWindow):
     def _on_summary_done(self, conversation_id: int, message: Any) -> None:
         if conversation_id == self.conversation_id:
             self._reload()
+            self._show_meter_from_store()  # the summary now sits in the window too
             self.chat.scroll_to_bottom()
             if message.status == "cancelled":
                 self.banner.show_message(

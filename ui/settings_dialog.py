@@ -1,4 +1,5 @@
-"""Settings: model file and how it loads, system prompt (with presets), sampling, policy.
+"""Settings: model file and how it loads, system prompt (with presets), sampling, policy,
+and how documents are summarized.
 
 The dialog only edits values; the window decides what to reload and what to persist.
 """
@@ -31,6 +32,7 @@ from PySide6.QtWidgets import (
 
 from assistant import paths
 from assistant.settings import Settings
+from assistant.summarizer import LENGTHS
 from assistant.types import Policy, SamplingOptions
 
 PRESETS: dict[str, str] = {
@@ -48,6 +50,9 @@ POLICY_NAMES = {
     "drop": "Drop oldest turns",
     "summarize": "Summarize old turns",
     "stop": "Stop at the limit",
+}
+SUMMARY_LENGTHS = {
+    name: f"{name.capitalize()} ({count} points)" for name, (_, count) in LENGTHS.items()
 }
 EMBEDDED_LABEL = "Embedded default model (SmolLM2 135M Instruct)"
 TOOLTIP = Qt.ItemDataRole.ToolTipRole
@@ -89,6 +94,7 @@ class SettingsDialog(QDialog):
         layout.addWidget(self._model_group(gpu_supported))
         layout.addWidget(self._prompt_group())
         layout.addWidget(self._sampling_group())
+        layout.addWidget(self._summary_group())
         buttons = QDialogButtonBox(
             QDialogButtonBox.StandardButton.Ok
             | QDialogButtonBox.StandardButton.Cancel
@@ -194,6 +200,19 @@ class SettingsDialog(QDialog):
         form.addRow(QLabel("Applies to this chat and to new chats."))
         return box
 
+    def _summary_group(self) -> QGroupBox:
+        box = QGroupBox("Document summaries")
+        form = QFormLayout(box)
+        self.summary_length = QComboBox()
+        self.summary_length.setAccessibleName("Summary length")
+        for value, label in SUMMARY_LENGTHS.items():
+            self.summary_length.addItem(label, value)
+        form.addRow("Length:", self.summary_length)
+        self.summary_bullets = QCheckBox("As bullet points (otherwise prose)")
+        self.summary_bullets.setAccessibleName("Summaries as bullet points")
+        form.addRow("", self.summary_bullets)
+        return box
+
     def _spin(self, low: int, high: int, name: str, step: int = 1) -> QSpinBox:
         spin = QSpinBox()
         spin.setRange(low, high)
@@ -235,6 +254,9 @@ class SettingsDialog(QDialog):
         self.repeat_penalty.setValue(s.repeat_penalty)
         self.max_tokens.setValue(s.max_tokens)
         self.seed.setValue(-1 if s.seed is None else s.seed)
+        summary = settings.summary_options()
+        self.summary_length.setCurrentIndex(self.summary_length.findData(summary.length))
+        self.summary_bullets.setChecked(summary.bullets)
 
     def _select_model(self, model: str) -> None:
         index = self.model_combo.findData(model)
@@ -299,4 +321,6 @@ class SettingsDialog(QDialog):
             system_prompt=self.system_prompt(),
             policy=self.policy_combo.currentData(),
             sampling=self.sampling(),
+            summary_length=self.summary_length.currentData(),
+            summary_bullets=self.summary_bullets.isChecked(),
         )

@@ -54,6 +54,7 @@ class SummaryJob:
     conversation_id: int
     name: str  # the document's name ("pasted text" or a file name)
     text: str
+    options: Any = None  # SummaryOptions; None: the defaults
     cancel: threading.Event = field(default_factory=threading.Event, compare=False)
 
 
@@ -170,7 +171,7 @@ class ModelWorker(QObject):
             session = self._session(cid)
             summarizer = Summarizer(
                 self._runtime,
-                SummaryOptions(),
+                job.options or SummaryOptions(),
                 progress=lambda p: self.summary_progress.emit(cid, p),
                 cancel=job.cancel,
             )
@@ -281,8 +282,10 @@ class ModelHost(QObject):
         self._submit(job)
         return job
 
-    def summarize(self, conversation_id: int, name: str, text: str) -> SummaryJob:
-        job = SummaryJob(conversation_id, name, text)
+    def summarize(
+        self, conversation_id: int, name: str, text: str, options: Any = None
+    ) -> SummaryJob:
+        job = SummaryJob(conversation_id, name, text, options)
         self._submit(job)
         return job
 
