@@ -284,6 +284,15 @@ class ReplyStream(PieceStream):
         finish, n = "length", 0
         t0 = time.perf_counter()
         t_first = t_last = t0
+        if not self._evaluate_prompt(llm, prompt, cached):  # stopped while reading the prompt
+            self.stats = ReplyStats(
+                prompt_tokens=len(prompt),
+                cached_tokens=cached,
+                ttft_s=round(time.perf_counter() - t0, 4),
+                total_s=round(time.perf_counter() - t0, 4),
+                finish_reason="cancelled",
+            )
+            return
         tokens = llm.generate(
             prompt,
             top_k=s.top_k,
@@ -339,6 +348,28 @@ class ReplyStream(PieceStream):
                 total_s=round(end - t0, 4),
                 finish_reason=finish if finish != "length" or n else "length",
             )
+
+    def _evaluate_prompt(self, llm: llama_cpp.Llama, prompt: list[int], cached: int) -> bool:
+        """Evaluate all but the last prompt token one batch at a time, checking the cancel flag
+        between batches, so a stop also takes effect while a long prompt is read (which takes
+        minutes for a full window on a slow CPU). `generate` then finds this prefix in the cache
+        and evaluates only the last token. False if cancelled (the cache keeps what was read)."""
+        end, step = len(prompt) - 1, llm.n_batch
+        if end - cached <= step:  # one batch or less: generate() reads it as fast
+            return True
+        if cached and llm._ctx.kv_cache_seq_rm(-1, cached, -1):
+            llm.n_tokens = cached
+        else:  # nothing reusable, or a cache that cannot drop a suffix (recurrent models)
+            llm.reset()
+            cached = 0
+        for i in range(cached, end, step):
+            if self.cancel_event.is_set():
+                return False
+            try:
+                llm.eval(prompt[i : min(end, i + step)])
+            except RuntimeError as exc:
+                raise GenerationError(f"llama.cpp failed while reading the prompt: {exc}") from None
+        return True
 
 
 class _StopAndDecode:

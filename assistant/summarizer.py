@@ -339,12 +339,15 @@ class Summarizer:
         stream = self.rt.stream(tokens, sampling, self.cancel)
         reply = stream.join()
         self._calls += 1
-        self._read += read
+        if stream.finish_reason != "cancelled":  # a chunk stopped midway was not read
+            self._read += read
         self._report(stage)
         texts = split_points(reply)
-        if stream.finish_reason == "length" and len(texts) > 1:
-            texts = texts[:-1]  # cut off mid-sentence by the token limit
+        if stream.finish_reason in ("length", "cancelled") and len(texts) > 1:
+            texts = texts[:-1]  # cut off mid-sentence by the token limit or by a cancel
         points = [SummaryPoint(t, _best_sources(t, sources, self._text)) for t in texts]
+        if not points and stream.finish_reason == "cancelled":
+            return _Note([])  # stopped before it wrote anything: this part was not read
         if not points:  # the model said nothing useful: keep the head of the source instead
             points = [SummaryPoint(p.text[:300], p.sources) for p in sources[:2]]
         return _Note(points)

@@ -102,6 +102,36 @@ def test_cancel_between_tokens_keeps_what_was_generated(runtime):
     assert stream.stats.finish_reason == "cancelled" and stream.text == "".join(pieces)
 
 
+def test_cancel_while_a_long_prompt_is_read_stops_between_batches(runtime):
+    words = "harbor museum lighthouse amphora council winter tourists quay".split()
+    text = " ".join(words[i * 7 % 8] + f" {i}," for i in range(280))
+    prompt = runtime.prompt_tokens([Message(USER, f"Summarize: {text}")])
+    assert len(prompt) > 3 * runtime._llm.n_batch // 2 and len(prompt) < 2000
+    runtime.stream([Message(USER, "unrelated")], GREEDY).join()  # nothing of it cached
+    cancel, batches = threading.Event(), []
+    real_eval = runtime._llm.eval
+
+    def eval_then_stop(tokens):  # the user presses Stop while the first batch is read
+        batches.append(len(tokens))
+        real_eval(tokens)
+        cancel.set()
+
+    runtime._llm.eval = eval_then_stop
+    try:
+        stream = runtime.stream(prompt, SamplingOptions(temperature=0, max_tokens=8), cancel)
+        assert list(stream) == []
+    finally:
+        del runtime._llm.eval
+    n_batch = runtime._llm.n_batch
+    assert stream.stats.finish_reason == "cancelled" and stream.text == ""
+    assert stream.stats.completion_tokens == 0 and batches[-1] <= n_batch
+    cached = runtime.reusable_prefix(prompt)
+    assert 0 < cached < len(prompt) - n_batch, "stopped after a batch, not at the end"
+    again = runtime.stream(prompt, SamplingOptions(temperature=0, max_tokens=8))
+    assert again.join() and again.stats.cached_tokens == cached, "what was read is reused"
+    assert again.stats.finish_reason in {"stop", "length"}
+
+
 def test_same_seed_same_reply(runtime):
     # Same cache state before each run: llama.cpp's logits depend slightly on how the prompt was
     # split between cache and new batch, which can flip a sampled token at high temperature.
