@@ -292,3 +292,30 @@ def test_keyboard_shortcuts(make_window, qtbot):
     window.input.moveCursor(QTextCursor.MoveOperation.End)
     qtbot.keyClick(window.input, Qt.Key.Key_Return, Qt.KeyboardModifier.ShiftModifier)
     assert window.input.toPlainText() == "line one\n" and not window.host.replying
+
+
+def test_messages_are_reachable_and_copyable_from_the_keyboard(make_window, qtbot):
+    from ui.markdown_view import TextSegment
+
+    window = make_window()
+    send(qtbot, window, "Say hello.")
+    reply = window.chat.messages()[-1]
+    window.chat.verticalScrollBar().setValue(0)
+    window.input.setFocus()
+    reached: list = []
+    for _ in range(60):  # Tab through the window until the reply's text has the focus
+        qtbot.keyClick(QApplication.focusWidget(), Qt.Key.Key_Tab)
+        focused = QApplication.focusWidget()
+        if isinstance(focused, TextSegment):
+            reached.append(focused)
+            if reply.isAncestorOf(focused):
+                break
+    assert reached and reply.isAncestorOf(reached[-1]), "the reply's text is reachable by Tab"
+    segment = reached[-1]
+    assert segment.visibleRegion().boundingRect().height() > 0, "scrolled into view"
+    qtbot.keyClick(segment, Qt.Key.Key_A, Qt.KeyboardModifier.ControlModifier)
+    qtbot.keyClick(segment, Qt.Key.Key_C, Qt.KeyboardModifier.ControlModifier)
+    copied = QApplication.clipboard().text()
+    assert copied.strip() and copied.split()[0] in reply.text()
+    qtbot.keyClick(segment, Qt.Key.Key_Tab)
+    assert QApplication.focusWidget() is not segment, "Tab moves on from a message"

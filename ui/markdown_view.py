@@ -12,11 +12,18 @@ import re
 from dataclasses import dataclass
 
 from PySide6.QtCore import QSize, Qt, QUrl
-from PySide6.QtGui import QFontDatabase, QGuiApplication, QPalette, QTextDocument
+from PySide6.QtGui import (
+    QFocusEvent,
+    QFontDatabase,
+    QGuiApplication,
+    QPalette,
+    QTextDocument,
+)
 from PySide6.QtWidgets import (
     QFrame,
     QHBoxLayout,
     QLabel,
+    QScrollArea,
     QSizePolicy,
     QTextBrowser,
     QToolButton,
@@ -84,13 +91,30 @@ class AutoHeightBrowser(QTextBrowser):
         self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
         self.setOpenExternalLinks(True)
-        self.setFocusPolicy(Qt.FocusPolicy.ClickFocus)
+        # Reachable with Tab (and readable, selectable and copyable from the keyboard); Tab
+        # itself moves on instead of being typed or cycling through links.
+        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        self.setTabChangesFocus(True)
+        self.setTextInteractionFlags(
+            Qt.TextInteractionFlag.TextBrowserInteraction
+            | Qt.TextInteractionFlag.TextSelectableByKeyboard
+        )
         palette = self.palette()
         palette.setColor(QPalette.ColorRole.Base, Qt.GlobalColor.transparent)
         self.setPalette(palette)
         self.document().setDocumentMargin(2)
         self.document().documentLayout().documentSizeChanged.connect(self._fit)
         self._fit()
+
+    def focusInEvent(self, event: QFocusEvent) -> None:  # noqa: N802 (Qt override)
+        """Reached with the keyboard: scroll the conversation so this text is in view."""
+        super().focusInEvent(event)
+        if event.reason() in (Qt.FocusReason.TabFocusReason, Qt.FocusReason.BacktabFocusReason):
+            area = self.parent()
+            while area is not None and not isinstance(area, QScrollArea):
+                area = area.parent()
+            if area is not None:
+                area.ensureWidgetVisible(self)
 
     def loadResource(self, kind: int, url: QUrl) -> object:  # noqa: N802 (Qt override)
         """Never fetch images or files named by model output (privacy, and no stalls)."""
