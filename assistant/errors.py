@@ -11,6 +11,10 @@ class ModelLoadError(AssistantError):
     """A model file could not be loaded; the message names the file and the reason."""
 
 
+class LoadCancelledError(ModelLoadError):
+    """Loading was stopped by the user (closing the app, or choosing another model)."""
+
+
 class ContextOverflowError(AssistantError):
     """What must be sent does not fit the context window."""
 

@@ -1,4 +1,10 @@
-"""User settings: one JSON file in the user's home folder, written atomically."""
+"""User settings: one JSON file in the user's home folder, written atomically.
+
+Plain data: importing this module loads no model code (no llama.cpp, numpy, library, engine or
+documents). Resolving `Settings.model` to a file is the library's
+(`assistant.library.local.chosen_model_path`); how the app summarizes is
+`assistant.documents.options.SummaryOptions.from_settings`.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +15,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from . import paths
-from .embedded import embedded_model_path
-from .types import LoadOptions, SamplingOptions
+from assistant import paths
+from assistant.types import AUTO_GPU_LAYERS, LoadOptions, SamplingOptions
 
 
 @dataclass
@@ -20,7 +25,7 @@ class Settings:
     n_ctx: int = 4096
     n_threads: int | None = None
     n_batch: int = 512
-    n_gpu_layers: int = -2  # -2: as many as fit (fit.AUTO), 0: CPU only, N layers, -1: all
+    n_gpu_layers: int = AUTO_GPU_LAYERS  # as many as fit; 0: CPU only, N layers, -1: all
     flash_attn: bool = False
     system_prompt: str = ""
     policy: str = "drop"
@@ -45,17 +50,6 @@ class Settings:
             json.dump(asdict(self), handle, indent=2)
         os.replace(tmp, path)
 
-    def model_path(self) -> Path:
-        """The model file: a path, a library id (see `assistant models list`), or the default."""
-        if not self.model:
-            return embedded_model_path()
-        path = Path(self.model).expanduser()
-        if path.exists() or path.is_absolute() or self.model.startswith((".", "~")):
-            return path  # a path: if it is missing, loading says "Model file not found"
-        from .library import model_path
-
-        return model_path(self.model)
-
     def load_options(self) -> LoadOptions:
         return LoadOptions(
             n_ctx=self.n_ctx,
@@ -68,9 +62,15 @@ class Settings:
     def sampling_options(self) -> SamplingOptions:
         return SamplingOptions.from_dict(self.sampling)
 
-    def summary_options(self):
-        """How the app summarizes documents (an unknown length in the file reads as medium)."""
-        from .summarizer import LENGTHS, SummaryOptions
 
-        length = self.summary_length if self.summary_length in LENGTHS else "medium"
-        return SummaryOptions(length=length, bullets=bool(self.summary_bullets))
+def default_threads(*, leave_one_for_gui: bool = False, cpu_count: int | None = None) -> int:
+    """Generation threads when none are set: the physical cores (about half the logical ones
+    above 4), since generation is memory-bound.
+
+    With `leave_one_for_gui` (the desktop app), one core is left to the window: llama.cpp's
+    threads spin while they wait for each other, and when the GUI thread takes one of their
+    cores they stall (on 2 cores: about 5 tokens/s with 2 threads, 70 with 1).
+    """
+    cpus = cpu_count or os.cpu_count() or 2
+    physical = cpus if cpus <= 4 else cpus // 2
+    return max(1, min(physical, cpus - 1)) if leave_one_for_gui else physical

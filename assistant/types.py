@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from enum import Enum
 from typing import Any
 
 SYSTEM, USER, ASSISTANT = "system", "user", "assistant"
+# LoadOptions.n_gpu_layers (and the setting): as many layers as the free GPU memory holds,
+# planned from the GGUF header (`assistant.library.fit.auto_gpu_layers`).
+AUTO_GPU_LAYERS = -2
 
 
 @dataclass(frozen=True)
@@ -31,7 +34,7 @@ class Policy(str, Enum):
             return cls(value)
         except ValueError:
             names = ", ".join(p.value for p in cls)
-            from .errors import InvalidInputError
+            from assistant.errors import InvalidInputError
 
             raise InvalidInputError(
                 f"Unknown context policy {value!r}; choose one of {names}."
@@ -48,6 +51,9 @@ class SamplingOptions:
     seed: int | None = None
     max_tokens: int = 512
     stop: tuple[str, ...] = ()
+    # Never end at the model's end-of-generation token (only at max_tokens or a stop string):
+    # llama.cpp's --ignore-eos, for benchmarks and tests that need a reply of a known length.
+    ignore_eos: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -68,7 +74,7 @@ class LoadOptions:
     n_ctx: int = 4096
     n_threads: int | None = None
     n_batch: int = 512
-    n_gpu_layers: int = 0  # 0: CPU only, N: that many layers, -1: all, -2: as many as fit
+    n_gpu_layers: int = 0  # 0: CPU only, N: that many layers, -1: all, AUTO_GPU_LAYERS: as fit
     flash_attn: bool = False
 
 
@@ -108,41 +114,4 @@ class ContextReport:
             "summarized_messages": self.summarized_messages,
             "system_kept": self.system_kept,
             "truncated_message": self.truncated_message,
-        }
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    path: str
-    name: str
-    architecture: str
-    n_params: int
-    size_bytes: int
-    quantization: str
-    n_ctx_train: int
-    n_layers: int
-    chat_template: str | None
-    template_name: str
-    gpu_layers: int = 0
-    gpu_supported: bool = False
-    metadata: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
-
-    @property
-    def runs_on(self) -> str:
-        if self.gpu_layers <= 0:
-            return "CPU"
-        return f"GPU ({min(self.gpu_layers, self.n_layers)}/{self.n_layers} layers)"
-
-    def summary(self) -> dict[str, Any]:
-        return {
-            "path": self.path,
-            "name": self.name,
-            "architecture": self.architecture,
-            "parameters": self.n_params,
-            "size_bytes": self.size_bytes,
-            "quantization": self.quantization,
-            "trained_context": self.n_ctx_train,
-            "layers": self.n_layers,
-            "chat_template": self.template_name,
-            "runs_on": self.runs_on,
         }

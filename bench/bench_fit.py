@@ -7,7 +7,7 @@ pages count in RSS (as RssFile) only once read, which the generation does for ev
 KV cache is cleared at load, so it is resident at once; the compute buffer is touched as the
 graph runs, and llama-cpp-python computes logits for the last token only, so the logits part
 of the buffer (sized for a whole batch, as llama.cpp reserves it) is never all resident. The
-estimate is `assistant.fit.estimate(...)`: what llama.cpp allocates, an upper bound for RSS.
+estimate is `assistant.library.fit.estimate(...)`: what llama.cpp allocates, an upper bound for RSS.
 Linux only. Usage: python bench/bench_fit.py [--model PATH] [--ctx 2048 4096 8192] [--threads 2]
 """
 
@@ -37,15 +37,15 @@ def child(model: str, n_ctx: int, threads: int) -> dict:
     import llama_cpp  # noqa: F401  (its libraries count before the load, not in the delta)
     import numpy  # noqa: F401
 
-    from assistant.fit import estimate
-    from assistant.gguf_info import read_gguf_info
-    from assistant.runtime import ModelRuntime
+    from assistant.engine.runtime import ModelRuntime
+    from assistant.library.fit import estimate
+    from assistant.library.gguf_header import read_gguf_info
     from assistant.types import LoadOptions, Message, SamplingOptions
 
     info = read_gguf_info(model)
     est = estimate(info, n_ctx)
     before = status()
-    rt = ModelRuntime(model, LoadOptions(n_ctx=n_ctx, n_threads=threads))
+    rt = ModelRuntime(model, LoadOptions(n_ctx=n_ctx, n_threads=threads), header=info)
     loaded = status()
     sampling = SamplingOptions(temperature=0.0, max_tokens=16, seed=1)
     rt.complete([Message("user", "Name three colours.")], sampling)
@@ -77,7 +77,7 @@ def main() -> None:
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.model is None:
-        from assistant.embedded import embedded_model_path
+        from assistant.library.embedded import embedded_model_path
 
         args.model = str(embedded_model_path())
     if args.child:

@@ -19,10 +19,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import llama_cpp  # noqa: E402
 
-from assistant.chat import ChatSession  # noqa: E402
-from assistant.embedded import embedded_model_path  # noqa: E402
-from assistant.runtime import ModelRuntime  # noqa: E402
-from assistant.store import Store  # noqa: E402
+from assistant.conversation.session import ChatSession  # noqa: E402
+from assistant.conversation.store import Store  # noqa: E402
+from assistant.engine.runtime import ModelRuntime  # noqa: E402
+from assistant.library.embedded import embedded_model_path  # noqa: E402
 from assistant.types import LoadOptions, SamplingOptions  # noqa: E402
 
 PROMPT = "Write a long story about a lighthouse keeper who finds a message in a bottle."
@@ -65,7 +65,7 @@ def main() -> None:
             session = ChatSession(rt, store, sampling=sampling)
             n, dt = managed(session, args.tokens)
             rates_managed.append((n - 1) / dt)
-            tokens = rt.prompt_tokens(session.last_window.messages)
+            tokens = rt.prompt_tokens(session.last_plan.window.messages)
             prompt_tokens = len(tokens)
             bare.reset()
             n_bare, dt_bare = bare_loop(bare, tokens, args.tokens)

@@ -24,9 +24,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import llama_cpp  # noqa: E402
 
-from assistant.embedded import embedded_model_path  # noqa: E402
-from assistant.runtime import ModelRuntime  # noqa: E402
-from assistant.summarizer import CHUNK_TOKENS, Summarizer, SummaryOptions  # noqa: E402
+from assistant.documents.options import CHUNK_TOKENS, SummaryOptions  # noqa: E402
+from assistant.documents.summarizer import Summarizer  # noqa: E402
+from assistant.engine.runtime import ModelRuntime  # noqa: E402
+from assistant.library.embedded import embedded_model_path  # noqa: E402
 from assistant.types import LoadOptions  # noqa: E402
 
 SUBJECTS = [

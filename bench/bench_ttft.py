@@ -16,10 +16,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from assistant.chat import ChatSession  # noqa: E402
-from assistant.embedded import embedded_model_path  # noqa: E402
-from assistant.runtime import ModelRuntime  # noqa: E402
-from assistant.store import Store  # noqa: E402
+from assistant.conversation.session import ChatSession  # noqa: E402
+from assistant.conversation.store import Store  # noqa: E402
+from assistant.engine.runtime import ModelRuntime  # noqa: E402
+from assistant.library.embedded import embedded_model_path  # noqa: E402
 from assistant.types import LoadOptions, SamplingOptions  # noqa: E402
 
 SYSTEM = "You are a patient tutor. Answer in two or three sentences."

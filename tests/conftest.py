@@ -8,7 +8,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 import pytest  # noqa: E402
 
-from assistant.embedded import embedded_model_path  # noqa: E402
+from assistant.library.embedded import embedded_model_path  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -33,7 +33,7 @@ _runtimes: dict = {}
 @pytest.fixture(scope="session")
 def runtime_factory(model_path):
     """Real runtimes on the embedded model, one per context size, shared by the session."""
-    from assistant.runtime import ModelRuntime
+    from assistant.engine.runtime import ModelRuntime
     from assistant.types import LoadOptions
 
     def make(n_ctx: int = 2048):

@@ -6,10 +6,10 @@ import threading
 
 import pytest
 
-from assistant.chat import ChatSession
-from assistant.context import SUMMARY_HEADER
-from assistant.errors import ContextFullError, MessageTooLongError
-from assistant.store import Store
+from assistant.conversation.session import ChatSession
+from assistant.conversation.store import Store
+from assistant.conversation.window import SUMMARY_HEADER
+from assistant.errors import MessageTooLongError
 from assistant.types import SamplingOptions
 
 GREEDY = SamplingOptions(temperature=0, max_tokens=48, repeat_penalty=1.1)
@@ -76,15 +76,6 @@ def test_summarize_policy_keeps_a_running_summary(runtime_factory, store):
     prompt = session.prompt_text()
     assert prompt.startswith(f"<|im_start|>system\n{SYSTEM}") and SUMMARY_HEADER in prompt
     assert conv.summary.strip() in prompt
-
-
-def test_stop_policy_refuses_clearly_and_keeps_the_message(runtime_factory, store):
-    rt = runtime_factory(512)
-    session = ChatSession(rt, store, policy="stop", sampling=GREEDY)
-    with pytest.raises(ContextFullError, match="new chat"):
-        for turn in range(30):
-            session.send(f"Describe {TOPICS[turn % 10]} in detail, please.").join()
-    assert store.messages(session.conversation_id)[-1].role == "user", "nothing is lost"
 
 
 def test_oversize_message_error_or_middle_truncation(runtime_factory, store):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from assistant.context import SUMMARY_HEADER, TRUNCATION_MARKER, fit_window
+from assistant.conversation.window import SUMMARY_HEADER, TRUNCATION_MARKER, fit_window
 from assistant.errors import ContextFullError, ContextOverflowError, MessageTooLongError
 from assistant.types import ASSISTANT, SYSTEM, USER, Message, Policy
 

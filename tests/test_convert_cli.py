@@ -7,8 +7,8 @@ import argparse
 import pytest
 
 from assistant.cli import main as assistant_main
+from assistant.engine.runtime import ModelRuntime
 from assistant.errors import ConversionError
-from assistant.runtime import ModelRuntime
 from assistant.types import LoadOptions
 from tests.convert_models import CHATML_TEMPLATE, zoo_for
 from tools.convert import verify

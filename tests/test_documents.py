@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from assistant.documents import from_text, html_to_text, load_document
+from assistant.documents.readers import from_text, html_to_text, load_document
 from assistant.errors import InvalidInputError
 
 

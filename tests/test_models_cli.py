@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
+from assistant.cli.models import add_models_parser
 from assistant.errors import AssistantError
-from assistant.model_cli import add_models_parser
 from tests.hub_server import write_model_gguf
 from tests.test_models_hub import SMOL_FILE, SMOL_REPO, TINY_REPO, fake_hub, tiny_files  # noqa: F401
 
@@ -132,3 +132,24 @@ def test_every_action_has_help(action, capsys):
     with pytest.raises(SystemExit) as exit_:
         run(["models", action, "--help"], capsys)
     assert exit_.value.code == 0
+
+
+def test_a_gguf_the_reader_rejects_is_listed_as_unusable(capsys, model_path):
+    """One such file in the models folder must not break `models list` or any `--model ID`."""
+    from assistant import paths
+    from assistant.library import local as library
+    from tests.test_models_gguf_info import HOSTILE, write_gguf_with
+
+    write_gguf_with(paths.models_dir() / "broken.gguf", HOSTILE["file_type_array"][0])
+    code, out, err = run(["models", "list", "--all"], capsys)
+    assert code == 0 and not err
+    row = next(line for line in out.splitlines() if line.startswith("local/broken.gguf"))
+    assert "unusable:" in row and "general.file_type is an array of 2 values" in row
+    code, out, _ = run(["models", "list", "--all", "--json"], capsys)
+    broken = next(m for m in json.loads(out) if m["id"] == "local/broken.gguf")
+    assert not broken["usable"] and "general.file_type" in broken["problem"]
+    code, out, _ = run(["models", "list"], capsys)
+    assert code == 0 and "broken.gguf" not in out and "embedded" in out
+    code, _, err = run(["models", "info", "local/broken.gguf"], capsys)
+    assert code == 1 and err.count("\n") == 1 and "general.file_type" in err
+    assert library.model_path("embedded") == model_path

@@ -6,21 +6,17 @@ import re
 
 import pytest
 
-from assistant import fit, llama_log
+from assistant.engine import llama_log, loading
+from assistant.engine.loading import load_with_fallback
+from assistant.engine.runtime import ModelRuntime
 from assistant.errors import ModelLoadError
-from assistant.fit import (
-    AUTO,
-    GIB,
-    MIB,
-    GpuMemory,
-    SystemMemory,
-    auto_gpu_layers,
-    estimate,
-    load_with_fallback,
-)
-from assistant.gguf_info import read_gguf_info
-from assistant.types import LoadOptions
+from assistant.library import fit, memory
+from assistant.library.fit import auto_gpu_layers, estimate
+from assistant.library.gguf_header import read_gguf_info
+from assistant.library.memory import GIB, MIB, GpuMemory, SystemMemory
+from assistant.types import AUTO_GPU_LAYERS, LoadOptions
 from tests.hub_server import write_model_gguf
+from tests.test_models_gguf_info import HOSTILE, write_gguf_with
 
 NO_GPU = SystemMemory(16 * GIB, 8 * GIB)
 
@@ -79,8 +75,6 @@ def test_embedded_model_hand_computed(smollm):
 
 def test_compute_estimate_matches_llama_cpp(model_path, smollm):
     """llama.cpp logs its compute buffer size: the formula must be within 5 % of it."""
-    from assistant.runtime import ModelRuntime
-
     marker = llama_log.mark()
     rt = ModelRuntime(model_path, LoadOptions(n_ctx=1024, n_threads=2))
     rt.close()
@@ -144,16 +138,16 @@ def test_unified_memory_counts_gpu_share_against_ram(smollm):
 def test_parse_nvidia_smi(monkeypatch):
     text = "0, NVIDIA H100 80GB HBM3, 80000, 81559\n1, NVIDIA RTX 4090, [N/A], 24564\n"
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
-    gpus = fit.parse_nvidia_smi(text)
+    gpus = memory.parse_nvidia_smi(text)
     assert len(gpus) == 1 and gpus[0].free_bytes == 80000 * MIB
     assert gpus[0].total_bytes == 81559 * MIB and gpus[0].backend == "cuda"
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
-    assert fit.parse_nvidia_smi(text) == []
+    assert memory.parse_nvidia_smi(text) == []
 
 
 def test_detect_memory_reads_this_machine():
-    memory = fit.detect_memory()
-    assert memory.ram_total > 0 and 0 < memory.ram_available <= memory.ram_total
+    found = memory.detect_memory()
+    assert found.ram_total > 0 and 0 < found.ram_available <= found.ram_total
 
 
 # -- load_with_fallback -----------------------------------------------------------------------
@@ -221,7 +215,7 @@ def test_auto_layers_then_retry(model_path):
     loader = FakeLoader(max_layers=20)
     _, choice = load_with_fallback(
         model_path,
-        LoadOptions(n_ctx=4096, n_gpu_layers=AUTO),
+        LoadOptions(n_ctx=4096, n_gpu_layers=AUTO_GPU_LAYERS),
         loader=loader,
         memory=with_gpu(8 * GIB),
         offload_supported=True,
@@ -232,7 +226,7 @@ def test_auto_layers_then_retry(model_path):
 
 def test_real_load_on_cpu(model_path):
     runtime, choice = load_with_fallback(
-        model_path, LoadOptions(n_ctx=512, n_threads=2, n_gpu_layers=AUTO), memory=NO_GPU
+        model_path, LoadOptions(n_ctx=512, n_threads=2, n_gpu_layers=AUTO_GPU_LAYERS), memory=NO_GPU
     )
     try:
         assert runtime.n_ctx == 512 and choice.n_gpu_layers == 0
@@ -242,10 +236,6 @@ def test_real_load_on_cpu(model_path):
 
 
 def test_a_model_larger_than_the_computer_is_refused_with_numbers(model_path):
-    from assistant.errors import ModelLoadError
-    from assistant.fit import SystemMemory, load_with_fallback
-    from assistant.types import LoadOptions
-
     tiny_computer = SystemMemory(ram_total=64 * 1024 * 1024, ram_available=32 * 1024 * 1024)
     loads = []
     with pytest.raises(ModelLoadError, match=r"too large for this computer.*needs .* of RAM"):
@@ -256,3 +246,51 @@ def test_a_model_larger_than_the_computer_is_refused_with_numbers(model_path):
             loader=lambda p, o: loads.append(o),
         )
     assert loads == [], "llama.cpp is never asked to load it"
+
+
+# -- the header is read once, by the one reader; its errors are named, never swallowed ----------
+def test_an_unusable_header_is_refused_before_llama_cpp(tmp_path):
+    path = write_gguf_with(tmp_path / "bad.gguf", HOSTILE["file_type_array"][0])
+    loads = []
+    with pytest.raises(ModelLoadError, match=r"bad.gguf is not a usable GGUF model file: general"):
+        load_with_fallback(
+            path, LoadOptions(n_ctx=512), memory=NO_GPU, loader=lambda p, o: loads.append(o)
+        )
+    assert loads == [], "llama.cpp is never asked to load it"
+
+
+def test_a_bug_in_the_header_reader_is_not_swallowed(model_path, monkeypatch):
+    """Only the reader's documented ModelLoadError means 'unusable file'; a bug surfaces."""
+
+    def broken(path):
+        raise TypeError("a bug in the reader")
+
+    monkeypatch.setattr(loading, "read_gguf_info", broken)
+    loads = []
+    with pytest.raises(TypeError, match="a bug in the reader"):
+        load_with_fallback(
+            model_path, LoadOptions(n_ctx=512), memory=NO_GPU, loader=lambda p, o: loads.append(o)
+        )
+    assert loads == []
+
+
+def test_runtime_names_an_unusable_header_when_planning_gpu_layers(tmp_path):
+    path = write_gguf_with(tmp_path / "zero-align.gguf", HOSTILE["alignment_zero"][0])
+    with pytest.raises(ModelLoadError, match="zero-align.gguf .*general.alignment is 0"):
+        ModelRuntime(path, LoadOptions(n_ctx=256, n_gpu_layers=AUTO_GPU_LAYERS))
+
+
+def test_runtime_info_is_the_header(model_path, smollm):
+    rt = ModelRuntime(model_path, LoadOptions(n_ctx=256, n_threads=2))
+    try:
+        info = rt.info
+        assert info.header == smollm
+        assert info.chat_template == rt._llm.metadata["tokenizer.chat_template"]
+        assert info.n_params == rt._llm._model.n_params()  # llama.cpp counts the same
+        assert info.n_ctx_train == rt._llm._model.n_ctx_train() == 8192
+        assert info.size_bytes == model_path.stat().st_size
+        summary = info.summary()
+        assert (summary["quantization"], summary["layers"]) == ("Q4_1", 30)
+        assert summary["runs_on"] == "CPU"
+    finally:
+        rt.close()

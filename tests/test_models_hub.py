@@ -6,10 +6,12 @@ import threading
 
 import pytest
 
-from assistant import hub, library
-from assistant.embedded import SHA256, embedded_model_path
-from assistant.gguf_info import read_gguf_info
-from assistant.hub_errors import (
+from assistant.library import download as downloads
+from assistant.library import hub, hub_cache, hub_files
+from assistant.library import local as library
+from assistant.library.embedded import SHA256, embedded_model_path
+from assistant.library.gguf_header import read_gguf_info
+from assistant.library.hub_errors import (
     ChecksumError,
     DownloadCancelledError,
     GatedRepoError,
@@ -66,17 +68,17 @@ def fake_hub(monkeypatch, tiny_files):
     from huggingface_hub import constants
 
     monkeypatch.setattr(constants, "HF_HUB_DISABLE_IMPLICIT_TOKEN", True)  # no stored token
-    monkeypatch.setattr(hub, "RETRY_DELAY", 0.01)
+    monkeypatch.setattr(downloads, "RETRY_DELAY", 0.01)
     yield server
     server.stop()
 
 
 def test_cache_lives_in_assistant_home(fake_hub, assistant_home, monkeypatch, tmp_path):
-    assert hub.cache_dir() == assistant_home / "hub"
+    assert hub_cache.cache_dir() == assistant_home / "hub"
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    assert hub.cache_dir() == tmp_path / "hf" / "hub"
+    assert hub_cache.cache_dir() == tmp_path / "hf" / "hub"
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "c"))
-    assert hub.cache_dir() == tmp_path / "c"
+    assert hub_cache.cache_dir() == tmp_path / "c"
 
 
 def test_search(fake_hub):
@@ -120,12 +122,12 @@ def test_list_files_groups_shards_and_labels_quants(fake_hub):
     ],
 )
 def test_quant_label(name, label):
-    assert hub.quant_label(name) == label
+    assert hub_files.quant_label(name) == label
 
 
 def test_download_with_progress_then_listed(fake_hub):
     seen = []
-    result = hub.download(SMOL_REPO, quant="Q4_1", progress=seen.append)
+    result = downloads.download(SMOL_REPO, quant="Q4_1", progress=seen.append)
     assert result.verified and not result.already_present and result.resumed_from == 0
     assert result.size == embedded_model_path().stat().st_size
     assert read_gguf_info(result.path).n_layers == 30
@@ -134,19 +136,19 @@ def test_download_with_progress_then_listed(fake_hub):
     assert any(p.speed > 0 for p in seen) and seen[-1].eta == 0
     ids = [m.id for m in library.list_models()]
     assert f"{SMOL_REPO}/{SMOL_FILE}" in ids
-    again = hub.download(SMOL_REPO, quant="Q4_1")
+    again = downloads.download(SMOL_REPO, quant="Q4_1")
     assert again.already_present and again.path == result.path
     assert len(fake_hub.gets(SMOL_FILE)) == 1  # not fetched twice
 
 
 def test_dropped_connection_resumes_with_range(fake_hub):
     fake_hub.drop_once[SMOL_FILE] = 30_000_000
-    result = hub.download(SMOL_REPO, quant="Q4_1")
+    result = downloads.download(SMOL_REPO, quant="Q4_1")
     gets = fake_hub.gets(SMOL_FILE)
     assert len(gets) == 2 and gets[0].range is None
     start = int(gets[1].range.removeprefix("bytes=").rstrip("-"))
     assert 0 < start <= 30_000_000
-    assert result.verified and hub.cached_models()[0].size == result.size
+    assert result.verified and hub_cache.cached_models()[0].size == result.size
 
 
 def test_cancel_keeps_the_part_and_the_next_pull_resumes(fake_hub):
@@ -157,68 +159,69 @@ def test_cancel_keeps_the_part_and_the_next_pull_resumes(fake_hub):
             cancel.set()
 
     with pytest.raises(DownloadCancelledError, match="next pull resumes"):
-        hub.download(SMOL_REPO, quant="Q4_1", progress=progress, cancel=cancel)
-    parts = list(hub.cache_dir().rglob("*.incomplete"))
+        downloads.download(SMOL_REPO, quant="Q4_1", progress=progress, cancel=cancel)
+    parts = list(hub_cache.cache_dir().rglob("*.incomplete"))
     assert len(parts) == 1 and parts[0].stat().st_size > 20_000_000
-    assert hub.cached_models() == []  # never offered while half-downloaded
+    assert hub_cache.cached_models() == []  # never offered while half-downloaded
     assert all(m.kind != "downloaded" for m in library.list_models(include_unusable=True))
     kept = parts[0].stat().st_size
-    result = hub.download(SMOL_REPO, quant="Q4_1")
+    result = downloads.download(SMOL_REPO, quant="Q4_1")
     assert result.resumed_from == kept and result.verified
     assert fake_hub.gets(SMOL_FILE)[-1].range == f"bytes={kept}-"
-    assert not list(hub.cache_dir().rglob("*.incomplete"))
+    assert not list(hub_cache.cache_dir().rglob("*.incomplete"))
 
 
 def test_server_ignoring_range_restarts_cleanly(fake_hub):
     cancel = threading.Event()
     with pytest.raises(DownloadCancelledError):
-        hub.download(
+        downloads.download(
             SMOL_REPO,
             quant="Q4_1",
             cancel=cancel,
             progress=lambda p: p.done > 5_000_000 and cancel.set(),
         )
     fake_hub.ignore_range = True
-    result = hub.download(SMOL_REPO, quant="Q4_1")
+    result = downloads.download(SMOL_REPO, quant="Q4_1")
     assert result.verified and result.size == embedded_model_path().stat().st_size
 
 
 def test_corrupted_transfer_rejected(fake_hub):
     fake_hub.corrupt.add("tiny-Q8_0.gguf")
     with pytest.raises(ChecksumError, match=r"tiny-Q8_0.gguf arrived corrupted.*deleted"):
-        hub.download(TINY_REPO, quant="Q8_0")
-    assert not list(hub.cache_dir().rglob("*.incomplete"))
-    assert hub.cached_models() == []
+        downloads.download(TINY_REPO, quant="Q8_0")
+    assert not list(hub_cache.cache_dir().rglob("*.incomplete"))
+    assert hub_cache.cached_models() == []
     fake_hub.corrupt.clear()
-    assert hub.download(TINY_REPO, quant="Q8_0").verified
+    assert downloads.download(TINY_REPO, quant="Q8_0").verified
 
 
 def test_split_model_downloads_as_one(fake_hub):
-    result = hub.download(TINY_REPO, quant="Q4_K_M")
+    result = downloads.download(TINY_REPO, quant="Q4_K_M")
     assert (
         len(result.files) > 1
         and result.path.name == f"big-Q4_K_M-00001-of-{len(result.files):05d}.gguf"
     )
-    cached = hub.cached_models()
+    cached = hub_cache.cached_models()
     assert [c.filename for c in cached] == [f"split/{result.path.name}"]
     assert read_gguf_info(result.path).n_layers == 4
 
 
 def test_choice_errors_list_what_exists(fake_hub):
     with pytest.raises(RemoteFileNotFoundError, match=r"no Q2_K file.*Q8_0 \(tiny-Q8_0.gguf\)"):
-        hub.download(TINY_REPO, quant="Q2_K")
+        downloads.download(TINY_REPO, quant="Q2_K")
     with pytest.raises(RemoteFileNotFoundError, match="no GGUF file nope.gguf"):
-        hub.download(TINY_REPO, filename="nope.gguf")
+        downloads.download(TINY_REPO, filename="nope.gguf")
     with pytest.raises(RemoteFileNotFoundError, match="no GGUF files"):
-        hub.download("someone/no-gguf")
-    missing = hub.RemoteModel(TINY_REPO, "gone.gguf", "", (hub.RemoteFile("gone.gguf", 1, None),))
+        downloads.download("someone/no-gguf")
+    gone = hub_files.RemoteFile("gone.gguf", 1, None)
+    missing = hub_files.RemoteModel(TINY_REPO, "gone.gguf", "", (gone,))
     with pytest.raises(RemoteFileNotFoundError, match="has no file gone.gguf"):
         hub.remote_gguf_info(missing)
 
 
 def test_gated_and_missing_repos_explained(fake_hub):
     with pytest.raises(GatedRepoError, match=r"meta/Gated-GGUF is gated.*accept.*HF_TOKEN"):
-        hub.download("meta/Gated-GGUF", quant="Q4_K_M")
+        downloads.download("meta/Gated-GGUF", quant="Q4_K_M")
     with pytest.raises(RepoNotFoundError, match="no repository nobody/nothing"):
         hub.list_gguf_files("nobody/nothing")
     with pytest.raises(RemoteFileNotFoundError, match="no such revision"):
@@ -232,19 +235,19 @@ def test_unreachable_hub(fake_hub, monkeypatch):
 
 
 def test_offline_mode(fake_hub, monkeypatch):
-    hub.download(TINY_REPO, quant="Q8_0")
+    downloads.download(TINY_REPO, quant="Q8_0")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     before = len(fake_hub.requests)
     with pytest.raises(OfflineModeError, match=r"needs a connection.*1 downloaded model "):
         hub.search("tiny")
     with pytest.raises(OfflineModeError, match=r"Downloaded from it: tiny-Q8_0.gguf"):
         hub.list_gguf_files(TINY_REPO)
-    cached = hub.download(TINY_REPO, quant="Q8_0")
+    cached = downloads.download(TINY_REPO, quant="Q8_0")
     assert cached.already_present and cached.path.exists()
     with pytest.raises(OfflineModeError, match=r"needs a connection.*tiny-Q8_0.gguf"):
-        hub.download(TINY_REPO, quant="F16")
+        downloads.download(TINY_REPO, quant="F16")
     with pytest.raises(OfflineModeError):
-        hub.download(SMOL_REPO)
+        downloads.download(SMOL_REPO)
     assert len(fake_hub.requests) == before  # nothing was sent
     assert f"{TINY_REPO}/tiny-Q8_0.gguf" in [m.id for m in library.list_models()]
 
@@ -257,7 +260,7 @@ def test_remote_header_for_fit_before_download(fake_hub, model_path):
     assert remote.file_size == local.file_size
     gets = fake_hub.gets(SMOL_FILE)
     assert [g.range for g in gets] == [f"bytes=0-{hub.HEADER_FETCH - 1}"]
-    assert hub.cached_models() == []
+    assert hub_cache.cached_models() == []
 
 
 def test_remote_header_grows_its_read(fake_hub, monkeypatch, model_path):

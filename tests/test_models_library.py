@@ -6,9 +6,10 @@ import json
 
 import pytest
 
-from assistant import library, paths
-from assistant.catalog import find_entry, load_catalog
+from assistant import paths
 from assistant.errors import InvalidInputError, ModelLoadError
+from assistant.library import local as library
+from assistant.library.catalog import find_entry, load_catalog
 from assistant.settings import Settings
 from tests.hub_server import Shape, write_model_gguf
 
@@ -54,7 +55,7 @@ def test_import_copies_atomically(tiny, assistant_home):
 def test_import_refuses_what_is_not_a_model(tmp_path):
     bad = tmp_path / "notes.gguf"
     bad.write_bytes(b"hello, not a model")
-    with pytest.raises(InvalidInputError, match="notes.gguf is not a usable GGUF"):
+    with pytest.raises(ModelLoadError, match="notes.gguf is not a GGUF model file"):
         library.import_model(bad)
     cut = write_model_gguf(tmp_path / "cut.gguf")
     cut.write_bytes(cut.read_bytes()[:-10])
@@ -157,8 +158,8 @@ def test_catalog_lists_the_issue_models():
 
 def test_catalog_estimate_matches_the_real_embedded_header(model_path):
     """The pre-download estimate from catalog numbers is close to the real header's."""
-    from assistant.fit import estimate
-    from assistant.gguf_info import read_gguf_info
+    from assistant.library.fit import estimate
+    from assistant.library.gguf_header import read_gguf_info
 
     approx = find_entry("smollm2-135m-instruct").approximate_info()
     real = read_gguf_info(model_path)
@@ -169,7 +170,7 @@ def test_catalog_estimate_matches_the_real_embedded_header(model_path):
 
 
 def test_removing_the_default_chosen_by_id_resets_it(tmp_path):
-    from assistant import library
+    from assistant.library import local as library
     from assistant.settings import Settings
     from tests.hub_server import write_model_gguf
 

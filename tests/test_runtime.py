@@ -6,9 +6,9 @@ import threading
 
 import pytest
 
-from assistant.chat_format import FALLBACK_NAME, JinjaChatFormat, PlainChatFormat
+from assistant.engine.chat_format import FALLBACK_NAME, JinjaChatFormat, PlainChatFormat
+from assistant.engine.runtime import ModelRuntime
 from assistant.errors import ContextOverflowError, ModelLoadError
-from assistant.runtime import ModelRuntime
 from assistant.types import ASSISTANT, SYSTEM, USER, LoadOptions, Message, SamplingOptions
 
 from .gguf_files import copy_without_chat_template, write_tiny_gguf

@@ -1,4 +1,4 @@
-from assistant.stop_matcher import StopMatcher
+from assistant.engine.stop_matcher import StopMatcher
 
 
 def feed_all(matcher, pieces):

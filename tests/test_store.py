@@ -8,8 +8,9 @@ import sqlite3
 import pytest
 
 from assistant import paths
+from assistant.conversation import transfer
+from assistant.conversation.store import MIGRATIONS, Store
 from assistant.errors import InvalidInputError, NotFoundError
-from assistant.store import MIGRATIONS, Store
 
 
 @pytest.fixture
@@ -110,8 +111,8 @@ def test_export_json_import_round_trip(store):
     conv = store.create_conversation(title="Export me", system_prompt="s", policy="stop")
     store.add_message(conv.id, "user", "question ü 漢字")
     store.add_message(conv.id, "assistant", "answer", status="cancelled", stats={"x": 1})
-    data = json.loads(json.dumps(store.export_json(conv.id)))
-    imported = store.import_json(data)
+    data = json.loads(json.dumps(transfer.export_json(store, conv.id)))
+    imported = transfer.import_json(store, data)
     assert imported.id != conv.id
     assert (imported.title, imported.system_prompt, imported.policy) == ("Export me", "s", "stop")
     assert [(m.role, m.content, m.status, m.stats) for m in store.messages(imported.id)] == [
@@ -123,7 +124,7 @@ def test_export_markdown_shows_roles_and_status(store):
     conv = store.create_conversation(title="MD", system_prompt="be kind")
     store.add_message(conv.id, "user", "hi")
     store.add_message(conv.id, "assistant", "yo", status="cancelled")
-    md = store.export_markdown(conv.id)
+    md = transfer.export_markdown(store, conv.id)
     assert md.startswith("# MD") and "**System:** be kind" in md
     assert "## User\n\nhi" in md and "## Assistant _(cancelled)_\n\nyo" in md
 
@@ -142,5 +143,60 @@ def test_export_markdown_shows_roles_and_status(store):
 )
 def test_import_rejects_foreign_or_malformed_data_and_writes_nothing(store, data):
     with pytest.raises(InvalidInputError):
-        store.import_json(data, source="x.json")
+        transfer.import_json(store, data, source="x.json")
+    assert store.list_conversations() == []
+
+
+def test_search_matches_percent_and_underscore_literally(store):
+    """Defect: `%` and `_` in the search text were LIKE wildcards."""
+    plain = store.create_conversation(title="Budget review")
+    store.add_message(plain.id, "user", "we spent 50 dollars")
+    percent = store.create_conversation(title="Growth")
+    store.add_message(percent.id, "user", "growth was 50% this year")
+    underscore = store.create_conversation(title="snake_case names")
+    assert [c.id for c in store.list_conversations("50%")] == [percent.id]
+    assert [c.id for c in store.list_conversations("e_c")] == [underscore.id]
+    assert [c.id for c in store.list_conversations("%")] == [percent.id]
+    assert {c.id for c in store.list_conversations("e")} == {plain.id, percent.id, underscore.id}
+
+
+def test_message_counts_in_one_query(store):
+    a = store.create_conversation()
+    b = store.create_conversation()
+    store.create_conversation()  # empty: absent from the counts
+    for text in ("one", "two", "three"):
+        store.add_message(a.id, "user", text)
+    store.add_message(b.id, "user", "only")
+    statements: list[str] = []
+    store._db.set_trace_callback(statements.append)
+    assert store.message_counts() == {a.id: 3, b.id: 1}
+    store._db.set_trace_callback(None)
+    assert len(statements) == 1
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"version": "2"},
+        {"version": None},
+        {"conversation": {"policy": 5}},
+        {"conversation": {"sampling": [1, 2]}},
+        {"conversation": {"title": {"nested": True}}},
+        {"messages": [{"role": "user", "content": "x", "tokens": 2**70}]},
+        {"messages": [{"role": "user", "content": "x", "stats": "fast"}]},
+        {"messages": [{"role": "user", "content": ["x"]}]},
+        {"messages": [{"role": "user", "content": "x", "status": "finished"}]},
+        {"messages": ["not an object"]},
+    ],
+)
+def test_import_validates_every_field_before_writing(store, change):
+    good = {
+        "format": "offline-assistant.conversation",
+        "version": 1,
+        "conversation": {"title": "t", "policy": "drop", "sampling": {}},
+        "messages": [{"role": "user", "content": "hello"}],
+    }
+    with pytest.raises(InvalidInputError) as error:
+        transfer.import_json(store, {**good, **change}, source="x.json")
+    assert str(error.value).startswith("x.json")
     assert store.list_conversations() == []

@@ -6,7 +6,11 @@ model to load on the worker thread, and drives it with keys and clicks like a us
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
+import time
 
 import pytest
 
@@ -16,8 +20,9 @@ from PySide6.QtCore import Qt  # noqa: E402
 from PySide6.QtGui import QTextCursor  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
+from assistant.conversation.store import Store  # noqa: E402
+from assistant.errors import ModelLoadError  # noqa: E402
 from assistant.settings import Settings  # noqa: E402
-from assistant.store import Store  # noqa: E402
 from ui.main_window import MainWindow  # noqa: E402
 from ui.prompt_dialog import PromptDialog  # noqa: E402
 from ui.settings_dialog import SettingsDialog  # noqa: E402
@@ -69,16 +74,16 @@ def start_long_reply(qtbot, window: MainWindow, pieces: int = 3) -> list[str]:
 
 
 def test_send_streams_the_reply_into_the_view_and_sqlite(make_window, qtbot, monkeypatch):
-    import assistant.runtime
+    import assistant.engine.runtime
 
     threads: list[str] = []
-    real_stream = assistant.runtime.ModelRuntime.stream
+    real_stream = assistant.engine.runtime.ModelRuntime.stream
 
     def recording_stream(self, *args, **kwargs):
         threads.append(threading.current_thread().name)
         return real_stream(self, *args, **kwargs)
 
-    monkeypatch.setattr(assistant.runtime.ModelRuntime, "stream", recording_stream)
+    monkeypatch.setattr(assistant.engine.runtime.ModelRuntime, "stream", recording_stream)
     window = make_window()
     assert window.info is not None and "CPU" in window.model_label.text()
     pieces: list[str] = []
@@ -106,7 +111,7 @@ def test_escape_stops_the_reply_within_a_token_and_keeps_it(make_window, qtbot):
     after_stop: list[str] = []
 
     def count_after_stop(_mid: int, text: str) -> None:  # runs on the model thread
-        job = window._job
+        job = window.replies.job
         if job is not None and job.cancel.is_set():
             after_stop.append(text)
 
@@ -128,10 +133,13 @@ def test_regenerate_replaces_the_last_reply(make_window, qtbot):
     window = make_window()
     send(qtbot, window, "Say hello.")
     first = window.store.messages(window.conversation_id)[-1]
-    last_widget = window.chat.messages()[-1]
+    question, last_widget = window.chat.messages()
     assert last_widget.regenerate_button.isVisibleTo(window)
     with qtbot.waitSignal(window.host.idle, timeout=REPLY_TIMEOUT):
         qtbot.keyClick(window.input, Qt.Key.Key_R, Qt.KeyboardModifier.ControlModifier)
+        shown = window.chat.messages()  # at once: the old reply's widget replaced by a new one
+        assert shown[0] is question and last_widget not in shown
+        assert window.chat.widget_for(first.id) is None and len(shown) == 2
     stored = window.store.messages(window.conversation_id)
     assert [m.role for m in stored] == ["user", "assistant"]
     assert stored[-1].id != first.id and stored[-1].content
@@ -184,17 +192,73 @@ def test_switching_conversation_mid_reply_stops_and_saves_it(make_window, qtbot)
     assert shown[0].text() == "Say hi."
 
 
+def watch_store_close(window: MainWindow) -> list[bool]:
+    """Records, for each close of the window's store, whether the model thread still ran."""
+    seen: list[bool] = []
+    real_close = window.store.close
+
+    def close() -> None:
+        seen.append(window.host.running)
+        real_close()
+
+    window.store.close = close
+    return seen
+
+
 def test_closing_mid_reply_saves_it_and_reopening_shows_it(make_window, qtbot):
     window = make_window(max_tokens=400)
     start_long_reply(qtbot, window)
     conversation_id = window.conversation_id
+    closes = watch_store_close(window)
     window.close()
+    assert not window.host.running, "the model thread has ended"
+    assert closes == [False], "the store is closed once, after the thread ended"
     reply = Store().messages(conversation_id)[-1]
     assert reply.status == "cancelled" and reply.content
     again = make_window()
     assert again.conversation_id == conversation_id  # the last conversation reopens
     widget = again.chat.messages()[-1]
     assert widget.text() == reply.content and "stopped" in widget.status_label.text()
+
+
+def test_closing_while_the_model_loads_cancels_it_and_waits_for_the_thread(qtbot, monkeypatch):
+    """A load that would take a minute (a large model on a slow disk) but can be cancelled."""
+    import assistant.engine.loading as loading
+
+    real_load = loading.load_with_fallback
+    started, cancelled = threading.Event(), []
+
+    def slow_load(path, options=None, *, cancel: threading.Event, **kwargs):
+        started.set()
+        if cancel.wait(60):
+            cancelled.append(True)
+            raise ModelLoadError("Loading was cancelled.")
+        return real_load(path, options, **kwargs)
+
+    monkeypatch.setattr(loading, "load_with_fallback", slow_load)
+    settings = Settings()
+    settings.save()
+    window = MainWindow(settings)
+    qtbot.addWidget(window)
+    window.show()
+    window.start()
+    assert started.wait(30)
+    closes = watch_store_close(window)
+    began = time.monotonic()
+    window.close()
+    assert time.monotonic() - began < 10 and cancelled, "the load was cancelled"
+    assert not window.host.running and closes == [False]
+
+
+def test_closing_right_after_start_does_not_crash(qtbot):
+    window = MainWindow(Settings())
+    qtbot.addWidget(window)
+    window.show()
+    window.start()  # the embedded model starts loading on the worker thread
+    closes = watch_store_close(window)
+    window.close()
+    assert not window.host.running and closes == [False]
+    assert not window.isVisible()
 
 
 def test_what_the_model_sees_shows_the_templated_prompt(make_window, qtbot):
@@ -234,18 +298,21 @@ def test_full_context_under_the_stop_policy_is_explained_and_recoverable(make_wi
     window.policy_combo.setCurrentIndex(window.policy_combo.findData("stop"))
     window.policy_combo.activated.emit(window.policy_combo.currentIndex())
     for i in range(6):
-        send(qtbot, window, f"Message {i}. {PARAGRAPH * 2}")
+        text = f"Message {i}. {PARAGRAPH * 2}"
+        send(qtbot, window, text)
         if window.banner.kind == "error" and window.banner.text():
             break
     assert "filled the 512-token context window" in window.banner.text()
     stored = window.store.messages(window.conversation_id)
-    assert stored[-1].role == "user"  # the message is kept, waiting for a reply
-    assert window.chat.messages()[-1].regenerate_button.text() == "Get reply"
+    assert stored[-1].role == "assistant" and all(m.content != text for m in stored)
+    assert window.input.toPlainText() == text  # the refused message is back in the box
+    assert [w.message_id for w in window.chat.messages()] == [m.id for m in stored]
     window.policy_combo.setCurrentIndex(window.policy_combo.findData("drop"))
     window.policy_combo.activated.emit(window.policy_combo.currentIndex())
     with qtbot.waitSignal(window.host.idle, timeout=REPLY_TIMEOUT):
-        qtbot.mouseClick(window.chat.messages()[-1].regenerate_button, Qt.MouseButton.LeftButton)
-    assert window.store.messages(window.conversation_id)[-1].role == "assistant"
+        qtbot.keyClick(window.input, Qt.Key.Key_Return)
+    stored = window.store.messages(window.conversation_id)
+    assert [m.role for m in stored[-2:]] == ["user", "assistant"] and stored[-2].content == text
 
 
 def test_a_corrupt_model_shows_the_reason_and_the_app_keeps_working(
@@ -319,3 +386,112 @@ def test_messages_are_reachable_and_copyable_from_the_keyboard(make_window, qtbo
     assert copied.strip() and copied.split()[0] in reply.text()
     qtbot.keyClick(segment, Qt.Key.Key_Tab)
     assert QApplication.focusWidget() is not segment, "Tab moves on from a message"
+
+
+def test_a_refused_message_goes_back_to_the_box_even_when_sent_before(
+    make_window, qtbot, tmp_path, model_path
+):
+    window = make_window()
+    send(qtbot, window, "Say hi.")
+    stored = window.store.messages(window.conversation_id)
+    broken = tmp_path / "broken.gguf"
+    broken.write_bytes(model_path.read_bytes()[:3_000_000])
+    with qtbot.waitSignal(window.model_ready, timeout=LOAD_TIMEOUT):
+        window.use_model(str(broken))  # the model is gone: the next send is refused
+    assert window.info is None
+    send(qtbot, window, "Say hi.")  # the very same text as the stored message
+    assert "No model is loaded" in window.banner.text()
+    assert window.input.toPlainText() == "Say hi.", "given back, not lost"
+    assert window.store.messages(window.conversation_id) == stored
+    assert [w.message_id for w in window.chat.messages()] == [m.id for m in stored]
+
+
+def test_a_reply_updates_the_view_without_reading_the_store(make_window, qtbot, monkeypatch):
+    """The open chat lives in memory: the GUI thread reads no conversation while replying."""
+    window = make_window()
+    send(qtbot, window, "Say hi.")
+    reads: list[str] = []
+    for name in ("messages", "get_conversation", "list_conversations", "get_message"):
+        real = getattr(window.store, name)
+
+        def reading(*args, _name=name, _real=real, **kwargs):
+            if threading.current_thread() is threading.main_thread():
+                reads.append(_name)
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(window.store, name, reading)
+    window.input.setPlainText("Name a fruit.")
+    with qtbot.waitSignal(window.host.idle, timeout=REPLY_TIMEOUT):
+        qtbot.keyClick(window.input, Qt.Key.Key_Return)
+        user = window.chat.messages()[-2]
+        assert user.text() == "Name a fruit." and user.message_id is None  # shown at once
+    assert reads == []
+    stored = window.store.messages(window.conversation_id)
+    assert [w.message_id for w in window.chat.messages()] == [m.id for m in stored]
+    assert [w.text() for w in window.chat.messages()] == [m.content for m in stored]
+    assert window.chat.messages()[-1].status_label.text() in (
+        "",
+        "<i>stopped at the length limit</i>",
+    )
+    assert window.sidebar.ids()[0] == window.conversation_id
+    assert window.sidebar.list.item(0).text() == "Say hi."
+
+
+def test_the_window_does_not_import_llama_cpp_or_numpy(tmp_path):
+    """The GUI thread pays for no model code at start-up (it loads on the worker thread)."""
+    code = (
+        "import sys\n"
+        "from PySide6.QtWidgets import QApplication\n"
+        "import ui.main_window, ui.settings_dialog\n"
+        "app = QApplication([])\n"
+        "window = ui.main_window.MainWindow()\n"
+        "window.show()\n"
+        "app.processEvents()\n"
+        "print(sorted(m for m in ('llama_cpp', 'numpy') if m in sys.modules))\n"
+        "window.close()\n"
+    )
+    env = {**os.environ, "ASSISTANT_HOME": str(tmp_path), "QT_QPA_PLATFORM": "offscreen"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+
+
+def test_switching_away_while_the_rolling_summary_is_written_stops_it(
+    make_window, qtbot, monkeypatch
+):
+    """The reply's cancel event reaches the summary of the turns that left the window."""
+    import assistant.conversation.session as session_module
+
+    real_fold = session_module.fold_into_summary
+    entered, outcomes = threading.Event(), []
+
+    def fold(runtime, previous, leaving, cancel=None):  # on the model thread
+        entered.set()
+        stopped = cancel is not None and cancel.wait(60)  # a summary that takes a while
+        folded = real_fold(runtime, previous, leaving, cancel)
+        outcomes.append((stopped, folded))
+        return folded
+
+    monkeypatch.setattr(session_module, "fold_into_summary", fold)
+    window = make_window(n_ctx=512, max_tokens=24)
+    send(qtbot, window, "Say hi.")
+    first_id = window.conversation_id
+    window.new_chat()
+    window.policy_combo.setCurrentIndex(window.policy_combo.findData("summarize"))
+    window.policy_combo.activated.emit(window.policy_combo.currentIndex())
+    for i in range(8):
+        send(qtbot, window, f"Message {i}. {PARAGRAPH * 2}", wait=False)
+        qtbot.waitUntil(lambda: entered.is_set() or not window.host.replying, timeout=REPLY_TIMEOUT)
+        if entered.is_set():
+            break
+    assert entered.is_set(), "no turn ever left the window"
+    second_id = window.conversation_id
+    window.sidebar.list.setCurrentRow(window.sidebar.ids().index(first_id))
+    qtbot.waitUntil(  # well before the held summary would have ended by itself
+        lambda: window.conversation_id == first_id and not window.host.replying, timeout=20_000
+    )
+    assert outcomes == [(True, None)], "stopped, and the summary was cut short"
+    assert window.store.get_conversation(second_id).summary == "", "nothing half-written kept"
+    assert window.store.messages(second_id)[-1].status == "cancelled"

@@ -6,7 +6,7 @@ import pytest
 
 pytest.importorskip("pytestqt")
 
-from assistant import library  # noqa: E402
+from assistant.library import local as library  # noqa: E402
 from assistant.settings import Settings  # noqa: E402
 from tests.convert_models import zoo_for  # noqa: E402
 from ui.convert_dialog import ConvertDialog  # noqa: E402

@@ -6,7 +6,8 @@ import pytest
 
 pytest.importorskip("pytestqt")
 
-from assistant import hub, library  # noqa: E402
+from assistant.library import download as downloads
+from assistant.library import local as library  # noqa: E402
 from tests.hub_server import FakeHub, Shape, write_model_gguf  # noqa: E402
 from ui.model_manager import ModelManager, progress_text  # noqa: E402
 
@@ -34,7 +35,7 @@ def fake_hub(monkeypatch, tiny_files):
     from huggingface_hub import constants
 
     monkeypatch.setattr(constants, "HF_HUB_DISABLE_IMPLICIT_TOKEN", True)
-    monkeypatch.setattr(hub, "RETRY_DELAY", 0.01)
+    monkeypatch.setattr(downloads, "RETRY_DELAY", 0.01)
     yield server
     server.stop()
 

@@ -13,14 +13,15 @@ from PySide6.QtCore import QMimeData, Qt, QUrl  # noqa: E402
 from PySide6.QtGui import QGuiApplication  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
+from assistant.conversation.store import Conversation, Store, StoredMessage  # noqa: E402
 from assistant.settings import Settings  # noqa: E402
-from assistant.store import Conversation, Store, StoredMessage  # noqa: E402
 from ui import platform_check  # noqa: E402
-from ui.chat_view import ChatView, hidden_reason  # noqa: E402
+from ui.chat_view import ChatView  # noqa: E402
 from ui.context_meter import ContextMeter  # noqa: E402
 from ui.input_box import LONG_TEXT, InputBox  # noqa: E402
 from ui.markdown_view import CodeBlock, MarkdownView, TextSegment, split_markdown  # noqa: E402
 from ui.message_widget import MessageWidget, stats_line  # noqa: E402
+from ui.open_chat import OpenChat, ViewMessage, hidden_reason  # noqa: E402
 from ui.settings_dialog import PRESETS, SettingsDialog  # noqa: E402
 from ui.sidebar import Sidebar  # noqa: E402
 
@@ -140,32 +141,53 @@ def test_hidden_reason_follows_the_window_start_and_summary():
     assert hidden_reason(message(1, "user", "x"), None) is None
 
 
-def test_chat_view_syncs_by_id_marks_hidden_turns_and_adopts_pending(qtbot):
+def test_chat_view_renders_the_open_chat_and_keeps_widgets_per_message(qtbot):
     view = ChatView()
     qtbot.addWidget(view)
     view.show()
+    chat = OpenChat()
     msgs = [
         message(1, "user", "old"),
         message(2, "assistant", "old reply"),
         message(3, "user", "new"),
     ]
-    view.show_messages(msgs, conversation(window_start_id=3))
+    chat.load(conversation(window_start_id=3), msgs)
+    view.show_messages(chat.messages)
     widgets = view.messages()
     assert [w.hidden_reason for w in widgets] == ["dropped", "dropped", None]
     assert view.divider.isVisible() and not view.empty_label.isVisible()
-    pending = view.add_pending("assistant")
-    assert "thinking" in pending.status_label.text()
-    view.show_messages(
-        [*msgs, message(4, "assistant", "hi", status="streaming")],
-        conversation(window_start_id=3),
-        streaming_id=4,
-    )
-    assert view.messages()[:3] == widgets and view.messages()[3] is pending
-    assert pending.message_id == 4
-    view.set_stream_text(4, "hi there")
-    assert pending.text() == "hi there"
-    view.show_messages([], None)
+    pending = chat.add("assistant", status="streaming")  # shown before the store has it
+    view.show_messages(chat.messages)
+    shown = view.messages()[3]
+    assert view.messages()[:3] == widgets and "thinking" in shown.status_label.text()
+    assert shown.message_id is None and not shown.regenerate_button.isVisibleTo(view)
+    pending.id, pending.content = 4, "hi there"  # the worker reported its id, then text
+    view.update_message(pending)
+    assert view.messages()[3] is shown and shown.message_id == 4
+    assert shown.text() == "hi there" and view.widget_for(4) is shown
+    view.show_messages([])
     assert not view.messages() and view.empty_label.isVisible()
+
+
+def test_the_same_text_twice_is_two_messages(qtbot):
+    view = ChatView()
+    qtbot.addWidget(view)
+    chat = OpenChat()
+    first, second = chat.add("user", "again"), chat.add("user", "again")
+    view.show_messages(chat.messages)
+    assert len(view.messages()) == 2
+    chat.remove(second)
+    view.show_messages(chat.messages)
+    assert view.messages() == [view.widget_of(first)] and view.widget_of(second) is None
+
+
+def test_a_reports_window_marks_what_the_model_no_longer_sees():
+    chat = OpenChat()
+    chat.load(conversation(), [message(i, "user", f"m{i}") for i in range(1, 6)])
+    chat.mark_window(first_visible_id=4, summarized=2)
+    assert [m.hidden for m in chat.messages] == ["summarized", "summarized", "dropped", None, None]
+    chat.mark_window(first_visible_id=1, summarized=0)
+    assert [m.hidden for m in chat.messages] == [None] * 5
 
 
 def test_auto_scroll_follows_only_while_at_the_bottom(qtbot):
@@ -173,15 +195,20 @@ def test_auto_scroll_follows_only_while_at_the_bottom(qtbot):
     qtbot.addWidget(view)
     view.resize(400, 300)
     view.show()
-    msgs = [message(i, "user" if i % 2 else "assistant", f"Line {i}\n\n" * 8) for i in range(1, 9)]
-    view.show_messages(msgs, None, streaming_id=8)
+    msgs = [
+        ViewMessage("user" if i % 2 else "assistant", f"Line {i}\n\n" * 8, id=i)
+        for i in range(1, 9)
+    ]
+    view.show_messages(msgs)
     bar = view.verticalScrollBar()
     view.scroll_to_bottom()
     qtbot.waitUntil(lambda: bar.maximum() > 0 and bar.value() == bar.maximum())
-    view.set_stream_text(8, "Line 8\n\n" * 30)
+    msgs[-1].content = "Line 8\n\n" * 30
+    view.update_message(msgs[-1])
     qtbot.waitUntil(lambda: bar.value() == bar.maximum())  # followed the growing reply
     bar.setValue(0)  # the user scrolls up to read
-    view.set_stream_text(8, "Line 8\n\n" * 60)
+    msgs[-1].content = "Line 8\n\n" * 60
+    view.update_message(msgs[-1])
     qtbot.wait(50)
     assert bar.value() == 0 and bar.maximum() > 0
 
@@ -257,6 +284,26 @@ def test_sidebar_lists_newest_first_searches_and_renames(qtbot):
     assert blocker.args == [second.id]
 
 
+def test_sidebar_moves_a_changed_conversation_to_the_top_without_reading_the_store(
+    qtbot, monkeypatch
+):
+    store = Store()
+    first = store.create_conversation(title="Gardening")
+    second = store.create_conversation(title="Taxes")
+    sidebar = Sidebar(store)
+    qtbot.addWidget(sidebar)
+    sidebar.refresh(current=first.id)
+    assert sidebar.ids() == [second.id, first.id]
+    reads: list = []
+    monkeypatch.setattr(store, "list_conversations", lambda *a: reads.append(a) or [])
+    with qtbot.assertNotEmitted(sidebar.conversation_selected):
+        sidebar.touch(first.id, "Gardening in spring")
+    assert sidebar.ids() == [first.id, second.id] and not reads
+    assert sidebar.list.currentItem().text() == "Gardening in spring"
+    sidebar.touch(99, "Imported")  # a row it did not list yet
+    assert sidebar.ids() == [99, first.id, second.id]
+
+
 def test_context_meter_shows_use_and_what_left(qtbot):
     meter = ContextMeter()
     qtbot.addWidget(meter)
@@ -318,6 +365,7 @@ def test_missing_xcb_libraries_are_named_as_packages(monkeypatch):
 
 
 def test_automatic_threads_leave_a_core_to_the_window():
-    from ui.worker import app_threads
+    from assistant.settings import default_threads
 
-    assert [app_threads(n) for n in (1, 2, 4, 8, 16)] == [1, 1, 3, 4, 8]
+    auto = [default_threads(leave_one_for_gui=True, cpu_count=n) for n in (1, 2, 4, 8, 16)]
+    assert auto == [1, 1, 3, 4, 8]

@@ -40,7 +40,7 @@ def build_window(model: str | None = None) -> MainWindow:
     from .main_window import MainWindow
 
     settings = Settings.load()
-    if model:  # a file, or a library id that Settings.model_path() resolves
+    if model:  # a file, or a library id (see library.local.chosen_model_path)
         path = Path(model).expanduser()
         settings.model = str(path.resolve()) if path.exists() else model
     return MainWindow(settings)

@@ -1,4 +1,4 @@
-"""The scrolling list of messages: synced from the store by id, streamed into, auto-scrolled.
+"""The scrolling list of messages: renders the open chat's in-memory messages, auto-scrolled.
 
 Auto-scroll follows the reply only while the user is at the bottom; scrolling up to read stops
 it and scrolling back down resumes it.
@@ -11,9 +11,8 @@ from collections.abc import Sequence
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QFrame, QLabel, QScrollArea, QVBoxLayout, QWidget
 
-from assistant.store import Conversation, StoredMessage
-
 from .message_widget import MessageWidget
+from .open_chat import ViewMessage
 
 BOTTOM_SLACK = 24  # pixels from the bottom that still count as "at the bottom"
 EMPTY_TEXT = (
@@ -21,21 +20,6 @@ EMPTY_TEXT = (
     "leaves it.</p><p>Enter sends · Shift+Enter starts a new line · Esc stops a reply"
     "</p>"
 )
-
-
-def hidden_reason(message: StoredMessage, conversation: Conversation | None) -> str | None:
-    """'dropped' or 'summarized' when the model no longer sees this message, else None."""
-    if conversation is None or conversation.window_start_id is None:
-        return None
-    if message.id >= conversation.window_start_id:
-        return None
-    summarized = (
-        conversation.policy == "summarize"
-        and conversation.summary
-        and conversation.summary_upto_id is not None
-        and message.id < conversation.summary_upto_id
-    )
-    return "summarized" if summarized else "dropped"
 
 
 class ChatView(QScrollArea):
@@ -68,8 +52,7 @@ class ChatView(QScrollArea):
         self.divider.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.divider.setAccessibleName("Context window boundary")
         self.divider.hide()
-        self._by_id: dict[int, MessageWidget] = {}
-        self._pending: list[MessageWidget] = []
+        self._widgets: dict[ViewMessage, MessageWidget] = {}  # by message object, not by text
         self._order: list[QWidget] = []
         self._stick = True
         self._idle = True
@@ -82,91 +65,60 @@ class ChatView(QScrollArea):
         return [w for w in self._order if isinstance(w, MessageWidget)]
 
     def widget_for(self, message_id: int) -> MessageWidget | None:
-        return self._by_id.get(message_id)
+        return next((w for w in self.messages() if w.message_id == message_id), None)
 
-    def show_messages(
-        self,
-        messages: Sequence[StoredMessage],
-        conversation: Conversation | None,
-        streaming_id: int | None = None,
-    ) -> None:
-        """Make the view match the store; widgets are reused by id (pending ones adopted)."""
+    def widget_of(self, message: ViewMessage) -> MessageWidget | None:
+        return self._widgets.get(message)
+
+    def show_messages(self, messages: Sequence[ViewMessage]) -> None:
+        """Make the view match this list; a message keeps its widget for as long as it is shown."""
+        widgets: dict[ViewMessage, MessageWidget] = {}
         wanted: list[QWidget] = []
         first_visible = None
         for message in messages:
-            if message.role == "system":
-                continue
-            widget = self._by_id.get(message.id) or self._adopt(message)
-            if message.id != streaming_id:
-                widget.set_text(message.content)
-                widget.set_status(message.status)
-                widget.set_stats(message.stats)
-            reason = hidden_reason(message, conversation)
-            widget.set_hidden(reason)
-            if reason is None and first_visible is None:
+            widget = self._widgets.get(message) or self._new_widget(message)
+            self._render(widget, message)
+            widgets[message] = widget
+            if message.hidden is None and first_visible is None:
                 first_visible = len(wanted)
             wanted.append(widget)
-        keep = {id(w) for w in wanted}
-        for widget in [*self._by_id.values(), *self._pending]:
-            if id(widget) not in keep:
+        for message, widget in self._widgets.items():
+            if message not in widgets:
                 self._discard(widget)
-        self._by_id = {w.message_id: w for w in wanted if isinstance(w, MessageWidget)}
-        self._pending = []
+        self._widgets = widgets
         if first_visible:  # something above is hidden from the model
             wanted.insert(first_visible, self.divider)
         self._arrange(wanted)
 
-    def add_pending(self, role: str, text: str = "") -> MessageWidget:
-        """A message shown before the store has it (adopted by the next `show_messages`)."""
-        widget = self._new_widget(role, None)
-        widget.set_text(text)
-        widget.set_status("streaming" if role == "assistant" else "complete")
-        self._pending.append(widget)
-        self._arrange([*self._order, widget])
-        self.scroll_to_bottom()
-        return widget
-
-    def truncate_after(self, message_id: int) -> None:
-        """Remove the messages after this one (edit and regenerate replace the tail)."""
-        keep: list[QWidget] = []
-        for widget in self._order:
-            if (
-                isinstance(widget, MessageWidget)
-                and widget.message_id is not None
-                and widget.message_id > message_id
-            ):
-                self._by_id.pop(widget.message_id, None)
-                self._discard(widget)
-            else:
-                keep.append(widget)
-        self._arrange(keep)
-
-    def set_stream_text(self, message_id: int, text: str) -> None:
-        widget = self._by_id.get(message_id)
+    def update_message(self, message: ViewMessage) -> None:
+        """Draw one message again (its text grew, or its id, status or stats arrived)."""
+        widget = self._widgets.get(message)
         if widget is not None:
-            widget.set_text(text)
+            self._render(widget, message)
+            self._update_actions()
 
     def set_idle(self, idle: bool) -> None:
         self._idle = idle
         self._update_actions()
 
     def clear(self) -> None:
-        self.show_messages([], None)
+        self.show_messages([])
 
     # -- internals -------------------------------------------------------------------------
-    def _adopt(self, message: StoredMessage) -> MessageWidget:
-        if self._pending and self._pending[0].role == message.role:
-            widget = self._pending.pop(0)
-            widget.message_id = message.id
-            return widget
-        return self._new_widget(message.role, message.id)
-
-    def _new_widget(self, role: str, message_id: int | None) -> MessageWidget:
-        widget = MessageWidget(role, message_id)
+    def _new_widget(self, message: ViewMessage) -> MessageWidget:
+        widget = MessageWidget(message.role, message.id)
         widget.edit_submitted.connect(self.edit_submitted)
         widget.regenerate_requested.connect(self.regenerate_requested)
         widget.sources_requested.connect(self.sources_requested)
         return widget
+
+    @staticmethod
+    def _render(widget: MessageWidget, message: ViewMessage) -> None:
+        widget.message_id = message.id
+        widget.set_text(message.content)
+        widget.set_status(message.status)
+        widget.set_stats(message.stats)
+        widget.set_hidden(message.hidden)
 
     def _discard(self, widget: QWidget) -> None:
         self._layout.removeWidget(widget)

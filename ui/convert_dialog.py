@@ -7,7 +7,9 @@ library and asks the window (signal `model_chosen`) to make it the model.
 
 from __future__ import annotations
 
+import sys
 import threading
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +32,9 @@ from PySide6.QtWidgets import (
 
 from assistant import paths
 from assistant.errors import AssistantError
+from assistant.library.sizes import format_bytes
+from tools.convert.out_types import OUT_TYPES
 
-OUT_TYPES = ("f32", "f16", "bf16", "q8_0", "q4_0", "q4_k_m", "q5_k_m", "q6_k")
 STAGES = {"writing": "Writing", "quantizing": "Quantizing to", "verifying": "Verifying:"}
 
 
@@ -54,7 +57,8 @@ class ConvertThread(QThread):
             result = convert(self.options, self._report, self.cancel_event)
         except AssistantError as exc:
             self.failed.emit(str(exc))
-        except Exception as exc:  # noqa: BLE001 - shown to the user, the dialog stays usable
+        except Exception as exc:  # a bug on this thread: logged; the dialog stays usable
+            traceback.print_exc(file=sys.stderr)
             self.failed.emit(f"The conversion failed: {type(exc).__name__}: {exc}")
         else:
             self.succeeded.emit(result)
@@ -68,7 +72,7 @@ def result_text(result: Any) -> str:
     """The summary shown after a conversion: file, size, time, and the verification."""
     lines = [
         f"Wrote {Path(result.path).name} ({result.gguf_architecture}, {result.out_type}, "
-        f"{result.n_tensors} tensors, {result.size_bytes / 1e6:,.1f} MB) "
+        f"{result.n_tensors} tensors, {format_bytes(result.size_bytes)}) "
         f"in {result.seconds:.1f} s."
     ]
     lines += [f"Note: {note}" for note in result.notes]
@@ -284,7 +288,7 @@ class ConvertDialog(QDialog):
     def chat_with_it(self) -> None:
         if self.converted is None:
             return
-        from assistant import library
+        from assistant.library import local as library
 
         try:
             model = library.register_converted(self.converted.path, self.source_edit.text().strip())

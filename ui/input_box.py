@@ -52,7 +52,7 @@ class InputBox(QPlainTextEdit):
     def _take_file(self, path: Path) -> None:
         """Any supported document (text, Markdown, HTML, PDF, Word) is read into text; a short
         plain-text file goes into the box, anything else is offered for a summary."""
-        from assistant.documents import TEXT_SUFFIXES, load_document
+        from assistant.documents.readers import TEXT_SUFFIXES, load_document
         from assistant.errors import InvalidInputError
 
         try:

@@ -17,16 +17,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from assistant.conversation.outcome import STATUS_TEXT
+
 from .markdown_view import MarkdownView
 
 ROLE_NAMES = {"user": "You", "assistant": "Assistant", "system": "System"}
-STATUS_TEXT = {
-    "streaming": "writing…",
-    "cancelled": "stopped",
-    "length": "stopped at the length limit",
-    "interrupted": "interrupted: the app closed while writing",
-    "error": "failed",
-}
 HIDDEN_TEXT = {
     "dropped": "Not seen by the model: dropped to fit the context window",
     "summarized": "Not seen word for word: summarized to fit the context window",

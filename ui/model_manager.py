@@ -6,7 +6,9 @@ queued signals; one task at a time, so the status line always says what is happe
 
 from __future__ import annotations
 
+import sys
 import threading
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,7 @@ from PySide6.QtWidgets import (
 )
 
 from assistant.errors import AssistantError
+from assistant.library.sizes import format_bytes
 
 DATA = Qt.ItemDataRole.UserRole
 
@@ -51,20 +54,19 @@ class Task(QThread):
             result = self.fn(self.progress.emit, self.cancel_event)
         except AssistantError as exc:
             self.failed.emit(str(exc))
-        except Exception as exc:  # noqa: BLE001 - shown in the status line
+        except Exception as exc:  # a bug on this thread: logged, and shown in the status line
+            traceback.print_exc(file=sys.stderr)
             self.failed.emit(f"{type(exc).__name__}: {exc}")
         else:
             self.done.emit(result)
 
 
 def size_text(n: int | None) -> str:
-    if n is None:
-        return "size unknown"
-    return f"{n / 1e9:.2f} GB" if n >= 1e9 else f"{n / 1e6:.1f} MB"
+    return "size unknown" if n is None else format_bytes(n)
 
 
 def progress_text(p: Any) -> str:
-    """'12.0 MB of 98.4 MB · 5.1 MB/s · 17 s left' for a hub.Progress."""
+    """'12 MB of 98 MB · 5.1 MB/s · 17 s left' for a download.Progress."""
     total = f" of {size_text(p.total)}" if p.total else ""
     eta = f" · {p.eta:.0f} s left" if p.eta is not None else ""
     return f"{p.filename}: {size_text(p.done)}{total} · {p.speed / 1e6:.1f} MB/s{eta}"
@@ -162,20 +164,21 @@ class ModelManager(QDialog):
 
     # -- fit -------------------------------------------------------------------------------
     def fit_label(self, info: Any) -> str:
-        from assistant import fit
+        from assistant.library import fit
+        from assistant.library.memory import detect_memory
 
         if info is None:
             return "fit unknown"
         try:
             if self._memory is None:
-                self._memory = fit.detect_memory()
+                self._memory = detect_memory()
             return fit.fit(info, self.n_ctx, self._memory).label
-        except Exception:  # noqa: BLE001 - a badge, never a failure
+        except (AssistantError, OSError):  # memory or header unreadable: a badge, not a failure
             return "fit unknown"
 
     # -- library ---------------------------------------------------------------------------
     def refresh_library(self) -> None:
-        from assistant import library
+        from assistant.library import local as library
 
         self.library_list.clear()
         try:
@@ -196,7 +199,7 @@ class ModelManager(QDialog):
             self.import_file(path)
 
     def import_file(self, path: str | Path) -> None:
-        from assistant import library
+        from assistant.library import local as library
 
         def work(report: Callable[[Any], None], _cancel: threading.Event) -> str:
             model = library.import_model(path, progress=lambda d, t: report((d, t)))
@@ -214,7 +217,7 @@ class ModelManager(QDialog):
         return item.data(DATA) if item else None
 
     def remove_selected(self) -> None:
-        from assistant import library
+        from assistant.library import local as library
 
         model_id = self.selected_library_id()
         if model_id is None:
@@ -240,7 +243,7 @@ class ModelManager(QDialog):
 
     # -- catalog ---------------------------------------------------------------------------
     def refresh_catalog(self) -> None:
-        from assistant.catalog import load_catalog
+        from assistant.library.catalog import load_catalog
 
         self.catalog_list.clear()
         try:
@@ -268,7 +271,7 @@ class ModelManager(QDialog):
 
     # -- search ----------------------------------------------------------------------------
     def search(self) -> None:
-        from assistant import hub
+        from assistant.library import hub
 
         text = self.search_edit.text().strip()
         if not text:
@@ -290,7 +293,7 @@ class ModelManager(QDialog):
         )
 
     def list_files(self) -> None:
-        from assistant import hub
+        from assistant.library import hub
 
         item = self.repo_list.currentItem()
         if item is None or self.busy():
@@ -328,10 +331,10 @@ class ModelManager(QDialog):
 
     # -- downloads and tasks ---------------------------------------------------------------
     def download(self, repo: str, filename: str) -> None:
-        from assistant import hub
+        from assistant.library.download import download
 
         def work(report: Callable[[Any], None], cancel: threading.Event) -> str:
-            result = hub.download(repo, filename=filename, progress=report, cancel=cancel)
+            result = download(repo, filename=filename, progress=report, cancel=cancel)
             if result.already_present:
                 return f"{repo}/{result.model} was already downloaded."
             return f"Downloaded {repo}/{result.model} ({size_text(result.size)})."

@@ -31,9 +31,10 @@ from PySide6.QtWidgets import (
 )
 
 from assistant import paths
+from assistant.documents.options import LENGTHS, SummaryOptions
+from assistant.errors import AssistantError
 from assistant.settings import Settings
-from assistant.summarizer import LENGTHS
-from assistant.types import Policy, SamplingOptions
+from assistant.types import AUTO_GPU_LAYERS, Policy, SamplingOptions
 
 PRESETS: dict[str, str] = {
     "None (model default)": "",
@@ -56,9 +57,8 @@ SUMMARY_LENGTHS = {
 }
 EMBEDDED_LABEL = "Embedded default model (SmolLM2 135M Instruct)"
 TOOLTIP = Qt.ItemDataRole.ToolTipRole
-AUTO_LAYERS = -2  # assistant.fit.AUTO: as many layers as the free GPU memory holds
 GPU_MODES = (
-    ("Automatic (as many as fit)", AUTO_LAYERS),
+    ("Automatic (as many as fit)", AUTO_GPU_LAYERS),
     ("CPU only", 0),
     ("All layers", -1),
     ("This many layers:", 1),
@@ -68,10 +68,10 @@ GPU_MODES = (
 def library_models() -> list[tuple[str, str, str]]:
     """(label, settings value, tooltip) for each usable model: downloaded, imported, local."""
     try:
-        from assistant.library import list_models
+        from assistant.library.local import list_models
 
         models = list_models()
-    except Exception:  # noqa: BLE001 - the picker still offers the embedded model and Browse
+    except (AssistantError, OSError):  # the picker still offers the embedded model and Browse
         return []
     return [(f"{m.name} ({m.kind})", m.id, str(m.path)) for m in models if m.kind != "embedded"]
 
@@ -239,7 +239,7 @@ class SettingsDialog(QDialog):
         self.ctx_spin.setValue(settings.n_ctx)
         self.threads_spin.setValue(settings.n_threads or 0)
         layers = settings.n_gpu_layers
-        mode = layers if layers in (AUTO_LAYERS, 0, -1) else 1
+        mode = layers if layers in (AUTO_GPU_LAYERS, 0, -1) else 1
         self.gpu_mode.setCurrentIndex(max(self.gpu_mode.findData(mode), 0))
         self.gpu_spin.setValue(layers if mode == 1 else 8)
         self.gpu_spin.setEnabled(mode == 1)
@@ -254,7 +254,7 @@ class SettingsDialog(QDialog):
         self.repeat_penalty.setValue(s.repeat_penalty)
         self.max_tokens.setValue(s.max_tokens)
         self.seed.setValue(-1 if s.seed is None else s.seed)
-        summary = settings.summary_options()
+        summary = SummaryOptions.from_settings(settings)
         self.summary_length.setCurrentIndex(self.summary_length.findData(summary.length))
         self.summary_bullets.setChecked(summary.bullets)
 

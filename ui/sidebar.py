@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QKeyEvent
 from PySide6.QtWidgets import (
@@ -15,10 +17,15 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from assistant.conversation.store import Store
 from assistant.errors import AssistantError
-from assistant.store import Store
 
 ID_ROLE = Qt.ItemDataRole.UserRole
+
+
+def _when(stamp: str) -> str:
+    """'2025-01-31 14:05' from an ISO time stamp."""
+    return stamp[:16].replace("T", " ")
 
 
 class ConversationList(QListWidget):
@@ -107,18 +114,45 @@ class Sidebar(QWidget):
             for conv in conversations:
                 item = QListWidgetItem(conv.title)
                 item.setData(ID_ROLE, conv.id)
-                item.setToolTip(
-                    f"{conv.title}\nLast activity {conv.updated_at[:16].replace('T', ' ')} UTC"
-                )
+                item.setToolTip(f"{conv.title}\nLast activity {_when(conv.updated_at)} UTC")
                 item.setFlags(item.flags() | Qt.ItemFlag.ItemIsEditable)
                 self.list.addItem(item)
                 if conv.id == self._current:
                     self.list.setCurrentItem(item)
         finally:
             self._filling = False
+        self._enable_buttons()
+
+    def _enable_buttons(self) -> None:
         has = self._current is not None and self._current in self.ids()
         self.rename_button.setEnabled(has)
         self.delete_button.setEnabled(has)
+
+    def touch(self, conversation_id: int, title: str | None = None) -> None:
+        """This conversation just changed: move its row to the top and show its title.
+
+        Done in place, without reading the store (a reply starts and ends this way). A row not
+        listed is added, unless a search is filtering the list.
+        """
+        row = self.ids().index(conversation_id) if conversation_id in self.ids() else None
+        if row is None and self.search.text().strip():
+            return
+        self._filling = True
+        try:
+            item = self.list.takeItem(row) if row is not None else QListWidgetItem()
+            if row is None:
+                item.setData(ID_ROLE, conversation_id)
+                item.setFlags(item.flags() | Qt.ItemFlag.ItemIsEditable)
+            if title is not None:
+                item.setText(title)
+            stamp = datetime.now(timezone.utc).isoformat(timespec="minutes")
+            item.setToolTip(f"{item.text()}\nLast activity {_when(stamp)} UTC")
+            self.list.insertItem(0, item)
+            if conversation_id == self._current:
+                self.list.setCurrentItem(item)
+        finally:
+            self._filling = False
+        self._enable_buttons()
 
     def select(self, conversation_id: int) -> None:
         """Mark this conversation as the open one (reloads the list only if it is not there)."""

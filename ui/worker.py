@@ -1,43 +1,34 @@
 """The model owner: one long-lived QThread that loads the model and runs every reply.
 
 `ModelWorker` lives on that thread and is only reached through queued signals, so the model is
-never touched by the GUI thread. `ModelHost` is its GUI-side face: it posts jobs, re-emits the
-worker's signals in the GUI thread and stops a reply by setting the job's threading.Event, which
-the core's token loop checks between two tokens.
+never touched by the GUI thread (nor imported by it: llama.cpp and numpy are imported here, on
+the first job). `ModelHost` is its GUI-side face: it posts jobs, re-emits the worker's signals in
+the GUI thread and stops a job by setting its threading.Event, which the core checks between
+two tokens and between two prompt batches (the rolling summary's included).
 """
 
 from __future__ import annotations
 
-import os
 import sys
 import threading
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
+from assistant.conversation.store import Store
 from assistant.errors import AssistantError, ModelLoadError
-from assistant.settings import Settings
-from assistant.store import Store
+from assistant.settings import Settings, default_threads
 
 REPLY_KINDS = ("send", "regenerate", "edit", "continue")
-
-
-def app_threads(cpu_count: int | None = None) -> int:
-    """Generation threads when the user chose 'automatic': leave one core to the window.
-
-    llama.cpp's threads spin while they wait for each other; when the GUI thread takes one of
-    their cores they stall (on 2 cores: about 5 tokens/s with 2 threads, 70 with 1).
-    """
-    cpus = cpu_count or os.cpu_count() or 2
-    physical = cpus if cpus <= 4 else cpus // 2
-    return max(1, min(physical, cpus - 1))
 
 
 @dataclass(frozen=True)
 class LoadJob:
     settings: Settings  # model (a path, a library id, or "" for the embedded one) and options
+    cancel: threading.Event = field(default_factory=threading.Event, compare=False)
 
 
 @dataclass(frozen=True)
@@ -63,21 +54,25 @@ class PromptJob:
     conversation_id: int
 
 
+STOPPABLE = (ReplyJob, SummaryJob)  # own the model for a while; Stop (Esc) ends them
+
+
 class ModelWorker(QObject):
     """Runs on the model thread; owns the ModelRuntime and one ChatSession per conversation."""
 
     loading = Signal(str)  # file name
     loaded = Signal(object, str)  # ModelInfo, a note when memory forced smaller settings
     load_failed = Signal(str)
-    reply_started = Signal(int, int, object)  # conversation id, reply message id, ContextReport
+    # conversation id, the stored user message (0 for regenerate and continue), the stored
+    # reply, its ContextReport, the conversation's title after this message
+    reply_started = Signal(int, int, int, object, str)
     piece = Signal(int, str)  # reply message id, text
     reply_done = Signal(int, object)  # conversation id, ReplyResult
-    failed = Signal(int, str)  # conversation id, user-facing message
+    failed = Signal(object, str)  # the job, a user-facing message
     prompt_ready = Signal(int, str)  # conversation id, templated prompt
     summary_progress = Signal(int, object)  # conversation id, summarizer Progress
-    summary_done = Signal(int, object)  # conversation id, the stored summary message
+    summary_done = Signal(int, object, object)  # conversation id, stored request, stored summary
     job_finished = Signal(object)  # the job, whatever happened
-    closed = Signal()
 
     def __init__(self, store: Store, closing: threading.Event):
         super().__init__()
@@ -107,28 +102,24 @@ class ModelWorker(QObject):
     def close(self) -> None:
         """Free the model on its own thread, then end the thread's event loop."""
         self._drop_runtime()
-        self.closed.emit()
-        thread = QThread.currentThread()
-        thread.quit()
+        QThread.currentThread().quit()
 
     # -- jobs ------------------------------------------------------------------------------
     def _load(self, job: LoadJob) -> None:
         """Resolve and load the model (the imports happen here too, off the GUI thread)."""
         self._drop_runtime()
         try:
-            from assistant.fit import load_with_fallback
-
-            path = job.settings.model_path()
+            path = _model_path(job.settings)
             self.loading.emit(path.name)
             options = job.settings.load_options()
             if not options.n_threads:
-                options = replace(options, n_threads=app_threads())
-            self._runtime, choice = load_with_fallback(path, options)
+                options = replace(options, n_threads=default_threads(leave_one_for_gui=True))
+            self._runtime, choice = _load(path, options, job.cancel)
         except AssistantError as exc:
             self._load_error = f"No model is loaded: {exc}"
             self.load_failed.emit(str(exc))
             return
-        except Exception as exc:  # an unexpected failure must not kill the thread
+        except Exception as exc:  # a bug in loading must not kill the thread: report it
             self._load_error = f"No model is loaded: {exc}"
             _log_unexpected()
             self.load_failed.emit(f"Could not load the model: {exc}")
@@ -148,14 +139,16 @@ class ModelWorker(QObject):
                 reply = session.edit(job.message_id, job.text, job.cancel)
             else:
                 reply = session.continue_reply(job.cancel)
-            self.reply_started.emit(cid, reply.message_id, reply.context)
+            self.reply_started.emit(
+                cid, reply.user_message_id or 0, reply.message_id, reply.context, reply.title
+            )
             for text in reply:
                 self.piece.emit(reply.message_id, text)
         except AssistantError as exc:
-            self.failed.emit(cid, str(exc))
-        except Exception as exc:
+            self.failed.emit(job, str(exc))
+        except Exception as exc:  # a bug must not kill the thread: report it, keep the reply
             _log_unexpected()
-            self.failed.emit(cid, f"Something went wrong while replying: {exc}")
+            self.failed.emit(job, f"Something went wrong while replying: {exc}")
         finally:
             if reply is not None:
                 reply.close()  # saves the text so far (marked cancelled) if the loop broke
@@ -166,7 +159,7 @@ class ModelWorker(QObject):
         """Summarize on this thread; a cancel returns what was read so far, marked partial."""
         cid = job.conversation_id
         try:
-            from assistant.summarizer import Summarizer, SummaryOptions
+            from assistant.documents.summarizer import Summarizer, SummaryOptions
 
             session = self._session(cid)
             summarizer = Summarizer(
@@ -176,12 +169,13 @@ class ModelWorker(QObject):
                 cancel=job.cancel,
             )
             result = summarizer.summarize(job.text)
-            self.summary_done.emit(cid, session.record_summary(job.name, job.text, result))
+            request, summary = session.record_summary(job.name, job.text, result)
+            self.summary_done.emit(cid, request, summary)
         except AssistantError as exc:
-            self.failed.emit(cid, str(exc))
-        except Exception as exc:
+            self.failed.emit(job, str(exc))
+        except Exception as exc:  # a bug must not kill the thread: report it
             _log_unexpected()
-            self.failed.emit(cid, f"Something went wrong while summarizing: {exc}")
+            self.failed.emit(job, f"Something went wrong while summarizing: {exc}")
 
     def _prompt(self, job: PromptJob) -> None:
         try:
@@ -189,17 +183,17 @@ class ModelWorker(QObject):
                 job.conversation_id, self._session(job.conversation_id).prompt_text()
             )
         except AssistantError as exc:
-            self.failed.emit(job.conversation_id, str(exc))
-        except Exception as exc:
+            self.failed.emit(job, str(exc))
+        except Exception as exc:  # a bug must not kill the thread: report it
             _log_unexpected()
-            self.failed.emit(job.conversation_id, f"Could not build the prompt: {exc}")
+            self.failed.emit(job, f"Could not build the prompt: {exc}")
 
     def _session(self, conversation_id: int) -> Any:
         if self._runtime is None:
             raise ModelLoadError(self._load_error)
         session = self._sessions.get(conversation_id)
         if session is None:
-            from assistant.chat import ChatSession
+            from assistant.conversation.session import ChatSession
 
             session = ChatSession(self._runtime, self._store, conversation_id)
             self._sessions[conversation_id] = session
@@ -212,25 +206,41 @@ class ModelWorker(QObject):
             self._runtime = None
 
 
+def _model_path(settings: Settings) -> Any:
+    """The model file `settings.model` names (a path, a library id, or the embedded model)."""
+    from assistant.library.local import chosen_model_path
+
+    return chosen_model_path(settings.model)
+
+
+def _load(path: Any, options: Any, cancel: threading.Event) -> tuple[Any, Any]:
+    """Load with the GPU-layer plan and out-of-memory fallback; `cancel` (set when the window
+    closes) stops the load at llama.cpp's next progress step."""
+    from assistant.engine.loading import load_with_fallback
+
+    return load_with_fallback(path, options, cancel=cancel)
+
+
 def _log_unexpected() -> None:
     """Bugs go to stderr for a report; the window shows a plain sentence instead."""
     traceback.print_exc(file=sys.stderr)
 
 
 class ModelHost(QObject):
-    """GUI-thread handle on the model thread: post jobs, stop replies, shut down."""
+    """GUI-thread handle on the model thread: post jobs, stop them, shut down."""
 
     loading = Signal(str)
     loaded = Signal(object, str)
     load_failed = Signal(str)
-    reply_started = Signal(int, int, object)
+    reply_started = Signal(int, int, int, object, str)
     piece = Signal(int, str)
     reply_done = Signal(int, object)
-    failed = Signal(int, str)
+    failed = Signal(object, str)
     prompt_ready = Signal(int, str)
     summary_progress = Signal(int, object)
-    summary_done = Signal(int, object)
-    idle = Signal()  # the last queued reply has ended (saved, whatever happened)
+    summary_done = Signal(int, object, object)
+    replying_changed = Signal(bool)  # a reply or summary started owning the model, or none does
+    idle = Signal()  # the last queued reply or summary has ended (saved, whatever happened)
 
     _post = Signal(object)
     _close = Signal()
@@ -239,6 +249,7 @@ class ModelHost(QObject):
         super().__init__(parent)
         self._closing = threading.Event()
         self._pending: list[object] = []
+        self._after_idle: list[Callable[[], None]] = []
         self._thread = QThread()
         self._thread.setObjectName("model")
         self._worker = ModelWorker(store, self._closing)
@@ -268,7 +279,12 @@ class ModelHost(QObject):
     @property
     def replying(self) -> bool:
         """A reply or a summary is queued or running (both own the model and can be stopped)."""
-        return any(isinstance(job, (ReplyJob, SummaryJob)) for job in self._pending)
+        return any(isinstance(job, STOPPABLE) for job in self._pending)
+
+    @property
+    def running(self) -> bool:
+        """The model thread is alive (it ends only in `shutdown`)."""
+        return self._thread.isRunning()
 
     def load(self, settings: Settings) -> None:
         self._submit(LoadJob(replace(settings)))
@@ -294,26 +310,50 @@ class ModelHost(QObject):
 
     def stop(self) -> bool:
         """Stop every queued or running reply or summary within one token; True if any."""
-        jobs = [job for job in self._pending if isinstance(job, (ReplyJob, SummaryJob))]
+        jobs = [job for job in self._pending if isinstance(job, STOPPABLE)]
         for job in jobs:
             job.cancel.set()
         return bool(jobs)
 
-    def shutdown(self, timeout_ms: int = 30000) -> None:
-        """Stop, let the running job save, free the model on its thread, join the thread."""
+    def after_replies(self, callback: Callable[[], None]) -> None:
+        """Run `callback` now, or stop the reply or summary and run it once that is saved."""
+        if self.replying:
+            self._after_idle.append(callback)
+            self.stop()
+        else:
+            callback()
+
+    def shutdown(self) -> None:
+        """Stop every job, let the running one save, free the model, and join the thread.
+
+        Waits as long as the worker needs: a reply or summary ends within one token, a load
+        when it can be cancelled or is done. The thread is never left running (Qt aborts when
+        a running QThread is destroyed) and the caller may close the store afterwards.
+        """
         if not self._thread.isRunning():
             return
-        self.stop()
         self._closing.set()
+        for job in self._pending:
+            cancel = getattr(job, "cancel", None)
+            if cancel is not None:
+                cancel.set()
+        self._after_idle.clear()
         self._close.emit()
-        self._thread.wait(timeout_ms)
+        self._thread.wait()
 
     def _submit(self, job: object) -> None:
+        was_replying = self.replying
         self._pending.append(job)
         self._post.emit(job)
+        if isinstance(job, STOPPABLE) and not was_replying:
+            self.replying_changed.emit(True)
 
     @Slot(object)
     def _on_job_finished(self, job: object) -> None:
         self._pending = [pending for pending in self._pending if pending is not job]
-        if isinstance(job, (ReplyJob, SummaryJob)) and not self.replying:
+        if isinstance(job, STOPPABLE) and not self.replying:
+            self.replying_changed.emit(False)
             self.idle.emit()
+            callbacks, self._after_idle = self._after_idle, []
+            for callback in callbacks:
+                callback()

@@ -7,23 +7,25 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .out_types import OUT_TYPES  # cheap: building the parser does not load the converter
+
 if TYPE_CHECKING:
     from .pipeline import ConvertResult, Progress
 
-# Kept here (equal to pipeline.OUT_TYPES, tested) so that building the `assistant` parser
-# does not import the converter, numpy and gguf.
-OUT_TYPES = ("f32", "f16", "bf16", "q8_0", "q4_0", "q4_k_m", "q5_k_m", "q6_k")
+HELP = "convert a PyTorch / Hugging Face / nanoGPT checkpoint to a GGUF model file"
+DESCRIPTION = (
+    "Convert a Hugging Face folder (config.json + safetensors or pytorch_model*.bin), "
+    "a nanoGPT ckpt.pt, or a bare state dict (with --config) into GGUF."
+)
 
 
 def add_convert_parser(sub) -> None:
-    p = sub.add_parser(
-        "convert",
-        help="convert a PyTorch / Hugging Face / nanoGPT checkpoint to a GGUF model file",
-        description=(
-            "Convert a Hugging Face folder (config.json + safetensors or pytorch_model*.bin), "
-            "a nanoGPT ckpt.pt, or a bare state dict (with --config) into GGUF."
-        ),
-    )
+    """Register `convert` as a sub-command (of `assistant`)."""
+    add_convert_arguments(sub.add_parser("convert", help=HELP, description=DESCRIPTION))
+
+
+def add_convert_arguments(p: argparse.ArgumentParser) -> None:
+    """The converter's arguments, and `run_convert` as the parser's `run` default."""
     p.add_argument("source", type=Path, help="model folder, ckpt.pt, .safetensors, .bin or .pt")
     p.add_argument("--out", type=Path, required=True, help="the .gguf file to write")
     p.add_argument(
@@ -108,10 +110,12 @@ class _ProgressBar:
 
 
 def _print_result(result: ConvertResult) -> None:
-    size = result.size_bytes / 1e6
+    from assistant.library.sizes import format_bytes
+
     print(
         f"Wrote {result.path} ({result.gguf_architecture}, {result.out_type}, "
-        f"{result.n_tensors} tensors, {size:,.1f} MB) in {result.seconds:.1f} s"
+        f"{result.n_tensors} tensors, {format_bytes(result.size_bytes)}) in "
+        f"{result.seconds:.1f} s"
     )
     for note in result.notes:
         print(f"note: {note}", file=sys.stderr)

@@ -20,13 +20,12 @@ from assistant.errors import ConversionError
 
 from .mappers import mapper_for
 from .mappers.base import Mapper, PlannedTensor, build_plan
-from .quantize import QUANTIZED_TYPES, SIZE_VS_F16, quantize_file
+from .out_types import OUT_TYPES
+from .quantize import SIZE_VS_F16, quantize_file
 from .source import Source, resolve_source
 from .verify import PROMPTS, VerifyReport, verify_gguf
 from .vocab import Vocab, load_vocab, write_vocab
 from .writer import DIRECT_TYPES, GGUFFile, atomic_output, check_free_space, partial_path
-
-OUT_TYPES = (*DIRECT_TYPES, *QUANTIZED_TYPES)
 
 
 @dataclass(frozen=True)

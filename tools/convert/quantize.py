@@ -8,8 +8,8 @@ from pathlib import Path
 
 from assistant.errors import ConversionError
 
-# llama_ftype values (llama.h)
-QUANTIZED_TYPES: dict[str, int] = {"q4_0": 2, "q4_k_m": 15, "q5_k_m": 17, "q6_k": 18}
+from .out_types import QUANTIZED_TYPES
+
 # Rough size of each against an f16 file: K-quant mixes keep some tensors at more bits.
 SIZE_VS_F16: dict[str, float] = {"q4_0": 0.32, "q4_k_m": 0.36, "q5_k_m": 0.42, "q6_k": 0.47}
 
@@ -18,7 +18,7 @@ def quantize_file(src: Path, dst: Path, kind: str, threads: int | None = None) -
     """Quantize the GGUF `src` into `dst` (written by llama.cpp, no atomicity of its own)."""
     import llama_cpp
 
-    from assistant import llama_log
+    from assistant.engine import llama_log
 
     if kind not in QUANTIZED_TYPES:
         raise ConversionError(f"{kind} is not a llama.cpp quantization type.")

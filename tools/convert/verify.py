@@ -132,7 +132,7 @@ def compare_logits(
 def _load_llama(path: Path, n_ctx: int, threads: int | None, vocab_only: bool = False):
     import llama_cpp
 
-    from assistant import llama_log
+    from assistant.engine import llama_log
 
     marker = llama_log.mark()
     try:

@@ -17,11 +17,13 @@ import gguf
 import numpy as np
 
 from assistant.errors import ConversionError
+from assistant.library.sizes import format_bytes
 
+from . import out_types
 from .mappers.base import PlannedTensor
 
 Q = gguf.GGMLQuantizationType
-DIRECT_TYPES: dict[str, Q] = {"f32": Q.F32, "f16": Q.F16, "bf16": Q.BF16, "q8_0": Q.Q8_0}
+DIRECT_TYPES: dict[str, Q] = {name: Q[name.upper()] for name in out_types.DIRECT_TYPES}
 FILE_TYPES: dict[str, gguf.LlamaFileType] = {
     "f32": gguf.LlamaFileType.ALL_F32,
     "f16": gguf.LlamaFileType.MOSTLY_F16,
@@ -75,12 +77,8 @@ def check_free_space(folder: Path, needed: int) -> None:
     if free < needed + _DISK_MARGIN:
         raise ConversionError(
             f"Not enough free disk space in {folder}: the conversion needs about "
-            f"{_mb(needed)}, {_mb(free)} is free."
+            f"{format_bytes(needed)}, {format_bytes(free)} is free."
         )
-
-
-def _mb(n: int) -> str:
-    return f"{n / 1e6:,.0f} MB" if n >= 1e6 else f"{n / 1e3:,.0f} kB"
 
 
 def partial_path(target: Path, tag: str = "partial") -> Path:
