@@ -32,6 +32,10 @@ class ContextFullError(ContextOverflowError):
     """The conversation filled the window under the 'stop at limit' policy."""
 
 
+class ChatFormatError(AssistantError):
+    """The model's chat template failed on a conversation; the message names the model and why."""
+
+
 class GenerationError(AssistantError):
     """llama.cpp failed while evaluating or sampling."""
 
@@ -46,6 +50,15 @@ class NotFoundError(StoreError):
 
 class InvalidInputError(AssistantError):
     """A file or value given by the user cannot be used."""
+
+
+class OutOfRangeError(InvalidInputError):
+    """A number outside its valid range, or not a number at all; `field` names the option."""
+
+    def __init__(self, message: str, *, field: str, value: object):
+        super().__init__(message)
+        self.field = field
+        self.value = value
 
 
 class ConversionError(AssistantError):

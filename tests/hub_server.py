@@ -10,6 +10,14 @@ served directly with their git blob id as ETag. The CDN honours Range requests.
 Faults for tests: `drop_once[name] = n` closes the connection after n bytes of the next GET of
 that file; `corrupt.add(name)` serves different bytes of the right size; a gated repository
 answers 401 GatedRepo without an Authorization header. `requests` records what was asked.
+
+Hostile modes (tests/test_hostile_hub.py): `linked_etag[name]` is sent as the file's
+X-Linked-Etag, `commit` as every X-Repo-Commit, `declared_size[name]` as its size in the
+listing and X-Linked-Size (the CDN still sends the real bytes); `no_length` sends a CDN body
+without Content-Length, ended by closing the connection; `trickle[name] = s` sends the body one
+byte every s seconds; `stall[name] = n` goes silent after n bytes of the body (-1: before the
+headers); `stall_info` makes the repository listing go silent. File names in the listing are
+whatever `add_repo` was given (`../x.gguf`, `/abs/x.gguf`). Silent handlers wait until `stop`.
 """
 
 from __future__ import annotations
@@ -74,6 +82,15 @@ class FakeHub:
     drop_once: dict[str, int] = field(default_factory=dict)
     corrupt: set[str] = field(default_factory=set)
     ignore_range: bool = False
+    # hostile modes
+    linked_etag: dict[str, str] = field(default_factory=dict)
+    commit: str | None = None
+    declared_size: dict[str, int] = field(default_factory=dict)
+    no_length: set[str] = field(default_factory=set)
+    trickle: dict[str, float] = field(default_factory=dict)
+    stall: dict[str, int] = field(default_factory=dict)
+    stall_info: bool = False
+    closing: threading.Event = field(default_factory=threading.Event)
 
     def add_repo(
         self,
@@ -110,6 +127,7 @@ class FakeHub:
         return self
 
     def stop(self) -> None:
+        self.closing.set()  # releases stalled and trickling handlers
         self._server.shutdown()
         self._server.server_close()
 
@@ -127,6 +145,10 @@ class FakeHub:
             f.sha256 for r in self.repos.values() for f in r.files.values() if f.name == name
         )
         return [r for r in self.requests if r.method == "GET" and r.path == f"/cdn/{sha}"]
+
+    def size_of(self, f: FakeFile) -> int:
+        """The size the Hub declares for a file (a lie in `declared_size` mode)."""
+        return self.declared_size.get(f.name, f.size)
 
     def find_by_sha(self, sha: str) -> FakeFile | None:
         for repo in self.repos.values():
@@ -229,20 +251,24 @@ class _Handler(BaseHTTPRequestHandler):
         repo = self._repo(repo_id, rev)
         if repo is None:
             return
+        if self.hub.stall_info:
+            self.hub.closing.wait(60)
+            return
         blobs = (query.get("blobs") or ["false"])[0] == "true"
         siblings = []
         for f in repo.files.values():
             entry: dict = {"rfilename": f.name}
+            size = self.hub.size_of(f)
             if blobs:
-                entry.update(size=f.size, blobId=f.git_oid)
+                entry.update(size=size, blobId=f.git_oid)
                 if f.lfs:
-                    entry["lfs"] = {"size": f.size, "sha256": f.sha256, "pointerSize": 134}
+                    entry["lfs"] = {"size": size, "sha256": f.sha256, "pointerSize": 134}
             siblings.append(entry)
         self._json(
             {
                 "id": repo.id,
                 "modelId": repo.id,
-                "sha": repo.sha,
+                "sha": self.hub.commit or repo.sha,
                 "private": False,
                 "gated": "manual" if repo.gated else False,
                 "tags": list(repo.tags),
@@ -261,9 +287,10 @@ class _Handler(BaseHTTPRequestHandler):
         for f in repo.files.values():
             if prefix and not f.name.startswith(prefix.rstrip("/") + "/"):
                 continue
-            item = {"type": "file", "oid": f.git_oid, "size": f.size, "path": f.name}
+            size = self.hub.size_of(f)
+            item = {"type": "file", "oid": f.git_oid, "size": size, "path": f.name}
             if f.lfs:
-                item["lfs"] = {"oid": f.sha256, "size": f.size, "pointerSize": 134}
+                item["lfs"] = {"oid": f.sha256, "size": size, "pointerSize": 134}
             items.append(item)
         self._json(items)
 
@@ -285,14 +312,16 @@ class _Handler(BaseHTTPRequestHandler):
         if f.lfs:
             self.send_response(302)
             self.send_header("Location", f"http://localhost:{self.hub.port}/cdn/{f.sha256}")
-            self.send_header("X-Linked-Etag", f'"{f.sha256}"')
-            self.send_header("X-Linked-Size", str(f.size))
+            etag = self.hub.linked_etag.get(f.name, f.sha256)
+            self.send_header("X-Linked-Etag", f'"{etag}"')
+            self.send_header("X-Linked-Size", str(self.hub.size_of(f)))
             self.send_header("ETag", f'"{f.git_oid}"')
-            self.send_header("X-Repo-Commit", repo.sha)
+            self.send_header("X-Repo-Commit", self.hub.commit or repo.sha)
             self.send_header("Content-Length", "0")
             self.end_headers()
             return
-        self._send_file(f, head, extra={"X-Repo-Commit": repo.sha, "ETag": f'"{f.git_oid}"'})
+        commit = self.hub.commit or repo.sha
+        self._send_file(f, head, extra={"X-Repo-Commit": commit, "ETag": f'"{f.git_oid}"'})
 
     def _cdn(self, sha: str, head: bool) -> None:
         f = self.hub.find_by_sha(sha)
@@ -301,6 +330,10 @@ class _Handler(BaseHTTPRequestHandler):
         self._send_file(f, head, extra={"ETag": f'"{sha}"'})
 
     def _send_file(self, f: FakeFile, head: bool, extra: dict[str, str]) -> None:
+        stall = self.hub.stall.get(f.name) if not head else None
+        if stall == -1:  # silent before the status line
+            self.hub.closing.wait(60)
+            return
         start, end = 0, f.size
         wanted = None if self.hub.ignore_range else self.headers.get("Range")
         if wanted and (m := re.match(r"bytes=(\d+)-(\d*)$", wanted)):
@@ -316,7 +349,11 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Range", f"bytes {start}-{end - 1}/{f.size}")
         else:
             self.send_response(200)
-        self.send_header("Content-Length", str(end - start))
+        if f.name in self.hub.no_length:
+            self.send_header("Connection", "close")
+            self.close_connection = True
+        else:
+            self.send_header("Content-Length", str(end - start))
         self.send_header("Accept-Ranges", "bytes")
         self.send_header("Content-Type", "application/octet-stream")
         for key, value in extra.items():
@@ -324,6 +361,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if head:
             return
+        if stall is not None or f.name in self.hub.trickle:
+            return self._send_slowly(f, start, end, stall)
         drop_after = self.hub.drop_once.pop(f.name, None)
         pos = start
         while pos < end:
@@ -337,6 +376,21 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             self.wfile.write(block)
             pos += len(block)
+
+    def _send_slowly(self, f: FakeFile, start: int, end: int, stall: int | None) -> None:
+        """One byte at a time (`trickle`), or n bytes and then silence (`stall`)."""
+        interval = self.hub.trickle.get(f.name, 0.0)
+        try:
+            for pos in range(start, end):
+                if stall is not None and pos - start >= stall:
+                    self.hub.closing.wait(60)
+                    return
+                self.wfile.write(f.read(pos, pos + 1))
+                self.wfile.flush()
+                if interval and self.hub.closing.wait(interval):
+                    return
+        except OSError:  # the client gave up
+            self.close_connection = True
 
     # -- helpers ---------------------------------------------------------------------------------
     def _json(self, data) -> None:

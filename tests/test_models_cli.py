@@ -87,7 +87,7 @@ def test_user_mistakes_are_one_line_errors(fake_hub, capsys):  # noqa: F811
         (["models", "pull", "qwen"], "neither a catalog id nor a repository"),
         (["models", "pull", "smollm2-135m-instruct"], "already installed"),
         (["models", "info", "nope"], "No model 'nope'"),
-        (["models", "fit", "embedded", "--ctx", "4"], "at least 16"),
+        (["models", "fit", "embedded", "--ctx", "4"], "--ctx 4 is too small: use 256"),
         (["models", "remove", "embedded"], "cannot be removed"),
     ]:
         code, _, err = run(argv, capsys)

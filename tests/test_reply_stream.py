@@ -44,3 +44,15 @@ def test_ignore_eos_runs_to_max_tokens(runtime):
     )
     forced.join()
     assert forced.finish_reason == "length" and forced.stats.completion_tokens == 64
+
+
+def test_sampling_out_of_range_never_reaches_llama_cpp(runtime):
+    """Whoever built the options (a conversation stored by an older version, a request):
+    max_tokens 0 is refused, not 'unlimited'."""
+    import pytest
+
+    from assistant.errors import OutOfRangeError
+
+    for bad in ({"max_tokens": 0}, {"max_tokens": -5}, {"top_p": 2.0}, {"temperature": -1.0}):
+        with pytest.raises(OutOfRangeError):
+            runtime.stream(QUESTION, SamplingOptions(**bad))

@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
+import subprocess
+import sys
+import threading
+import time
 
 import pytest
 
 from assistant import paths
-from assistant.conversation import transfer
+from assistant.cli import main
+from assistant.conversation import database, transfer, writers
+from assistant.conversation import store as store_module
 from assistant.conversation.store import MIGRATIONS, Store
-from assistant.errors import InvalidInputError, NotFoundError
+from assistant.errors import InvalidInputError, NotFoundError, StoreError
 
 
 @pytest.fixture
@@ -200,3 +207,180 @@ def test_import_validates_every_field_before_writing(store, change):
         transfer.import_json(store, {**good, **change}, source="x.json")
     assert str(error.value).startswith("x.json")
     assert store.list_conversations() == []
+
+
+# -- a second process, busy files, newer and empty databases (issue 11) ----------------------
+def _set_writer(path, message_id, writer, saved_at=None):
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute(
+        "UPDATE messages SET writer = ?, saved_at = ? WHERE id = ?",
+        (writer, saved_at, message_id),
+    )
+    db.close()
+
+
+def _identity(**change):
+    return json.dumps({**writers.process_identity(), "token": "t", **change})
+
+
+def test_opening_leaves_a_live_writers_reply_alone_and_writes_nothing(store):
+    """Defect: every open marked every 'streaming' reply interrupted, the live one too."""
+    conv = store.create_conversation()
+    msg = store.add_message(conv.id, "assistant", "so far", status="streaming")
+    watcher = sqlite3.connect(store.path)
+    version = watcher.execute("PRAGMA data_version").fetchone()[0]
+    reader = Store()  # another connection, as `assistant history list` opens
+    assert reader.get_message(msg.id).status == "streaming"
+    reader.close()
+    assert watcher.execute("PRAGMA data_version").fetchone()[0] == version, "opening wrote"
+    watcher.close()
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/stat"), reason="process start times: /proc")
+def test_only_a_gone_writers_reply_is_marked_interrupted(store):
+    conv = store.create_conversation()
+    ids = [
+        store.add_message(conv.id, "assistant", f"r{i}", status="streaming").id for i in range(5)
+    ]
+    exited = subprocess.Popen([sys.executable, "-c", "pass"])
+    exited.wait()
+    parent = os.getppid()
+    parent_start = writers._proc_start(parent)[1]
+    _set_writer(store.path, ids[0], _identity(pid=exited.pid))  # the process is gone
+    _set_writer(store.path, ids[1], _identity(pid=parent, start="1"))  # the pid was reused
+    _set_writer(store.path, ids[2], _identity(pid=parent, start=parent_start))  # alive
+    _set_writer(store.path, ids[3], _identity(host="x", token="a"), time.time())  # lease held
+    _set_writer(store.path, ids[4], _identity(host="other", token="b"), time.time() - 3600)
+    reopened = Store()
+    assert [reopened.get_message(i).status for i in ids] == [
+        "interrupted",
+        "interrupted",
+        "streaming",
+        "streaming",
+        "interrupted",
+    ]
+    assert [reopened.get_message(i).content for i in ids] == [f"r{i}" for i in range(5)]
+
+
+def test_a_final_save_waits_for_a_busy_database(store):
+    """Defect: a final save gave up after 5 s of another writer and the reply was lost."""
+    conv = store.create_conversation()
+    msg = store.add_message(conv.id, "assistant", "", status="streaming")
+    blocker = sqlite3.connect(store.path, isolation_level=None, check_same_thread=False)
+    blocker.execute("BEGIN IMMEDIATE")
+    release = threading.Timer(1.5, blocker.execute, ("COMMIT",))
+    release.start()
+    started = time.monotonic()
+    assert store.save_partial(msg.id, "partial") is False  # a beat is skipped, not waited for
+    assert time.monotonic() - started < 1.0
+    store.finish_message(msg.id, content="the whole reply", status="complete", tokens=3, stats={})
+    assert time.monotonic() - started >= 1.4
+    got = store.get_message(msg.id)
+    assert (got.status, got.content, got.tokens) == ("complete", "the whole reply", 3)
+    release.join()
+    blocker.close()
+
+
+def test_a_final_save_that_cannot_wait_longer_raises_and_keeps_the_text(store, monkeypatch):
+    monkeypatch.setattr(store_module, "FINAL_SAVE_WAIT", 0.3)
+    conv = store.create_conversation()
+    msg = store.add_message(conv.id, "assistant", "", status="streaming")
+    assert store.save_partial(msg.id, "saved a second ago")
+    blocker = sqlite3.connect(store.path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    with pytest.raises(StoreError, match="reply could not be saved.*locked for 0.3 s"):
+        store.finish_message(msg.id, content="whole", status="complete", tokens=3, stats={})
+    store.close()  # the database is still locked: the row cannot be marked here
+    blocker.execute("COMMIT")
+    blocker.close()
+    got = Store().get_message(msg.id)  # this store's writer is gone: recovered at open
+    assert (got.status, got.content) == ("interrupted", "saved a second ago")
+
+
+def test_an_import_is_hidden_until_complete_and_removed_if_it_fails(store, monkeypatch):
+    monkeypatch.setattr(store_module, "IMPORT_BATCH_SECONDS", 0)  # one message a transaction
+    monkeypatch.setattr(database, "PAUSE", 0)
+    other = Store()
+    seen = []
+
+    def messages():
+        for i in range(60):
+            if i == 30:  # half written, in committed batches: not listed, not openable
+                seen.append([c.title for c in other.list_conversations()])
+            yield {
+                "role": "user",
+                "content": ["not text"] if i == 50 else f"m{i}",
+                "created_at": "",
+                "status": "complete",
+                "tokens": None,
+                "stats": {},
+            }
+
+    fields = {
+        "title": "big",
+        "system_prompt": "",
+        "model": "",
+        "sampling": {},
+        "policy": "drop",
+        "created_at": "",
+        "summary": "",
+    }
+    with pytest.raises(StoreError):
+        store.insert_conversation(fields, messages())
+    assert seen == [[]]
+    raw = sqlite3.connect(store.path)
+    assert raw.execute("SELECT COUNT(*) FROM messages").fetchone()[0] == 0
+    assert raw.execute("SELECT COUNT(*) FROM conversations").fetchone()[0] == 0
+    raw.close()
+    other.close()
+
+
+def test_a_dead_importers_half_import_is_removed_at_the_next_open(store):
+    exited = subprocess.Popen([sys.executable, "-c", "pass"])
+    exited.wait()
+    raw = sqlite3.connect(store.path, isolation_level=None)
+    raw.execute(
+        "INSERT INTO conversations (title, created_at, updated_at, importer)"
+        " VALUES ('half', 't', 't', ?)",
+        (_identity(pid=exited.pid),),
+    )
+    raw.executemany(
+        "INSERT INTO messages (conversation_id, role, content, created_at)"
+        " VALUES (1, 'user', ?, 't')",
+        [(str(i),) for i in range(20)],
+    )
+    raw.close()
+    reopened = Store()
+    assert reopened.list_conversations() == [] and reopened.messages(1) == []
+
+
+def test_a_database_from_a_newer_version_is_refused_and_left_unchanged(assistant_home, capsys):
+    """Defect: a newer schema (user_version above the known migrations) was opened and written."""
+    Store().close()
+    path = paths.database_path()
+    newer = len(MIGRATIONS) + 1
+    db = sqlite3.connect(path)
+    db.execute(f"PRAGMA user_version = {newer}")
+    db.close()
+    before = path.read_bytes()
+    with pytest.raises(StoreError) as error:
+        Store()
+    assert str(error.value).startswith(f"The conversation database {path} was written by a newer")
+    assert f"(schema {newer}, this version knows {len(MIGRATIONS)})" in str(error.value)
+    assert path.read_bytes() == before
+    assert main(["history", "list"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "newer version of the app" in err
+    assert path.read_bytes() == before
+
+
+def test_an_empty_database_file_is_started_afresh_with_a_notice(assistant_home, capsys):
+    """Defect: a zero-length database file was treated as new without a word."""
+    path = paths.database_path()
+    path.write_bytes(b"")
+    assert main(["history", "list"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.count("\n") == 1 and "was an empty file (0 bytes)" in captured.err
+    reopened = Store()
+    assert reopened.notice == "" and reopened.schema_version == len(MIGRATIONS)

@@ -495,3 +495,16 @@ def test_switching_away_while_the_rolling_summary_is_written_stops_it(
     assert outcomes == [(True, None)], "stopped, and the summary was cut short"
     assert window.store.get_conversation(second_id).summary == "", "nothing half-written kept"
     assert window.store.messages(second_id)[-1].status == "cancelled"
+
+
+def test_bad_values_in_the_settings_file_are_named_in_the_banner(qtbot, assistant_home):
+    (assistant_home / "settings.json").write_text('{"n_ctx": -4, "n_threads": "many"}')
+    window = MainWindow(Settings.load())
+    qtbot.addWidget(window)
+    with qtbot.waitSignal(window.model_ready, timeout=120_000):
+        window.show()
+        window.start()
+    text = window.banner.label.text()
+    assert window.banner.isVisible() and "n_ctx" in text and "n_threads" in text
+    assert window.settings.n_ctx == Settings().n_ctx, "the default is used instead"
+    window.close()

@@ -43,9 +43,14 @@ def import_chat(parent: QWidget, store: Store, show_error: Callable[[str], None]
         return None
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except RecursionError:  # json gives up on arrays or objects nested thousands deep
+        show_error(f"{path} is not valid JSON (nested too deeply).")
+        return None
+    except (OSError, ValueError):
+        show_error(f"{path} is not a readable JSON file.")
+        return None
+    try:
         return transfer.import_json(store, data, source=path).id
     except AssistantError as exc:
         show_error(str(exc))
-    except (OSError, ValueError):
-        show_error(f"{path} is not a readable JSON file.")
     return None

@@ -35,7 +35,7 @@ from .sidebar import Sidebar
 from .summaries import SummaryController
 from .worker import ModelHost, PromptJob
 
-RELOAD_FIELDS = ("model", "n_ctx", "n_threads", "n_gpu_layers", "flash_attn")
+RELOAD_FIELDS = ("model", "n_ctx", "n_threads", "n_gpu_layers", "flash_attn", "chat_format")
 
 
 class MainWindow(QMainWindow):
@@ -140,6 +140,9 @@ class MainWindow(QMainWindow):
     # -- start-up --------------------------------------------------------------------------
     def start(self) -> None:
         """Load the model in the background and reopen the last conversation."""
+        notices = [*self.settings.problems, getattr(self.store, "notice", "")]
+        if any(notices):  # settings.json values replaced, or an empty database started afresh
+            self.banner.show_message(" ".join(n for n in notices if n), "info")
         self.load_model()
         state = ui_state.load()
         self._restore_geometry(state)
@@ -175,7 +178,7 @@ class MainWindow(QMainWindow):
             self.banner.dismiss()
         if self.meter.used == 0:
             self.meter.set_capacity(self.settings.n_ctx)
-        if note:  # memory forced fewer GPU layers or a smaller context
+        if note:  # values fitted to the model, or memory forced fewer layers or less context
             self.banner.show_message(note, "info")
         self.model_ready.emit()
 

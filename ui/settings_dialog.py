@@ -34,7 +34,7 @@ from assistant import paths
 from assistant.documents.options import LENGTHS, SummaryOptions
 from assistant.errors import AssistantError
 from assistant.settings import Settings
-from assistant.types import AUTO_GPU_LAYERS, Policy, SamplingOptions
+from assistant.types import AUTO_GPU_LAYERS, CTX_MIN, RANGES, Policy, SamplingOptions
 
 PRESETS: dict[str, str] = {
     "None (model default)": "",
@@ -130,9 +130,11 @@ class SettingsDialog(QDialog):
         row.addWidget(self.model_combo, 1)
         row.addWidget(self.browse_button)
         form.addRow("Model:", row)
-        self.ctx_spin = self._spin(256, 262144, "Context size in tokens", step=256)
+        self.ctx_spin = self._spin_for("n_ctx", "Context size in tokens", step=CTX_MIN)
         form.addRow("Context size:", self.ctx_spin)
-        self.threads_spin = self._spin(0, max(64, (os.cpu_count() or 2) * 2), "CPU threads")
+        # 0 shows "Automatic"; more threads than CPUs are lowered to the CPU count when loading
+        threads = min(RANGES["n_threads"].high, os.cpu_count() or 2)
+        self.threads_spin = self._spin(0, int(threads), "CPU threads")
         self.threads_spin.setSpecialValueText("Automatic")
         form.addRow("Threads:", self.threads_spin)
         gpu_row = QHBoxLayout()
@@ -140,7 +142,7 @@ class SettingsDialog(QDialog):
         self.gpu_mode.setAccessibleName("GPU offload")
         for label, value in GPU_MODES:
             self.gpu_mode.addItem(label, value)
-        self.gpu_spin = self._spin(1, 999, "Layers on the GPU")
+        self.gpu_spin = self._spin(1, int(RANGES["n_gpu_layers"].high), "Layers on the GPU")
         self.gpu_mode.currentIndexChanged.connect(
             lambda _i: self.gpu_spin.setEnabled(self.gpu_mode.currentData() == 1)
         )
@@ -152,6 +154,11 @@ class SettingsDialog(QDialog):
         self.flash_check = QCheckBox("Flash attention")
         self.flash_check.setAccessibleName("Flash attention")
         form.addRow("", self.flash_check)
+        self.chat_format_combo = formats = QComboBox()
+        formats.setAccessibleName("Chat format")
+        formats.addItem("The model's chat template", "model")
+        formats.addItem("Plain transcript (for a model whose template fails)", "plain")
+        form.addRow("Chat format:", formats)
         return box
 
     def _prompt_group(self) -> QGroupBox:
@@ -179,13 +186,13 @@ class SettingsDialog(QDialog):
     def _sampling_group(self) -> QGroupBox:
         box = QGroupBox("Sampling")
         form = QFormLayout(box)
-        self.temperature = self._double(0.0, 2.0, 0.05, "Temperature")
-        self.top_p = self._double(0.0, 1.0, 0.01, "Top-p")
-        self.top_k = self._spin(0, 1000, "Top-k")
-        self.min_p = self._double(0.0, 1.0, 0.01, "Min-p")
-        self.repeat_penalty = self._double(0.5, 2.5, 0.01, "Repeat penalty")
-        self.max_tokens = self._spin(16, 32768, "Longest reply in tokens", step=16)
-        self.seed = self._spin(-1, 2**31 - 1, "Seed")
+        self.temperature = self._double_for("temperature", 0.05, "Temperature")
+        self.top_p = self._double_for("top_p", 0.01, "Top-p")
+        self.top_k = self._spin_for("top_k", "Top-k")
+        self.min_p = self._double_for("min_p", 0.01, "Min-p")
+        self.repeat_penalty = self._double_for("repeat_penalty", 0.01, "Repeat penalty")
+        self.max_tokens = self._spin_for("max_tokens", "Longest reply in tokens", step=16)
+        self.seed = self._spin(-1, int(RANGES["seed"].high), "Seed")  # -1: random
         self.seed.setSpecialValueText("Random")
         for label, widget in (
             ("Temperature:", self.temperature),
@@ -222,11 +229,21 @@ class SettingsDialog(QDialog):
 
     def _double(self, low: float, high: float, step: float, name: str) -> QDoubleSpinBox:
         spin = QDoubleSpinBox()
+        spin.setDecimals(2)
         spin.setRange(low, high)
         spin.setSingleStep(step)
-        spin.setDecimals(2)
         spin.setAccessibleName(name)
         return spin
+
+    # The spin boxes hold exactly the ranges the core accepts (assistant.types.RANGES).
+    def _spin_for(self, field: str, name: str, step: int = 1) -> QSpinBox:
+        spec = RANGES[field]
+        return self._spin(int(spec.low), int(spec.high), name, step)
+
+    def _double_for(self, field: str, step: float, name: str) -> QDoubleSpinBox:
+        spec = RANGES[field]
+        low = spec.low + 0.01 if spec.low_open else spec.low  # the smallest step above it
+        return self._double(low, spec.high, step, name)
 
     # -- values ----------------------------------------------------------------------------
     def _load(self, settings: Settings, system_prompt: str, sampling: dict[str, Any]) -> None:
@@ -244,6 +261,8 @@ class SettingsDialog(QDialog):
         self.gpu_spin.setValue(layers if mode == 1 else 8)
         self.gpu_spin.setEnabled(mode == 1)
         self.flash_check.setChecked(settings.flash_attn)
+        formats = self.chat_format_combo
+        formats.setCurrentIndex(max(formats.findData(settings.chat_format), 0))
         self.system_edit.setPlainText(system_prompt)
         self.policy_combo.setCurrentIndex(max(self.policy_combo.findData(settings.policy), 0))
         s = SamplingOptions.from_dict(sampling)
@@ -318,6 +337,7 @@ class SettingsDialog(QDialog):
             n_threads=threads or None,
             n_gpu_layers=self.gpu_layers(),
             flash_attn=self.flash_check.isChecked(),
+            chat_format=self.chat_format_combo.currentData(),
             system_prompt=self.system_prompt(),
             policy=self.policy_combo.currentData(),
             sampling=self.sampling(),

@@ -124,7 +124,8 @@ class ModelWorker(QObject):
             _log_unexpected()
             self.load_failed.emit(f"Could not load the model: {exc}")
             return
-        self.loaded.emit(self._runtime.info, choice.message if choice.attempts else "")
+        notes = [*choice.adjustments, choice.message if choice.attempts else ""]
+        self.loaded.emit(self._runtime.info, " ".join(n for n in notes if n))
 
     def _reply(self, job: ReplyJob) -> None:
         cid = job.conversation_id

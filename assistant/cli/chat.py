@@ -121,6 +121,8 @@ class _Chat:
         from assistant.conversation.store import Store
 
         self.args, self.runtime, self.store = args, runtime, Store()
+        if self.store.notice:  # e.g. an empty database file started afresh
+            print(self.store.notice, file=sys.stderr, flush=True)
         self.sampling = sampling_from(args, settings)
         self.last = None  # the last reply's result, for /stats
         resumed = bool(args.conversation)  # a stored conversation keeps its prompt and policy

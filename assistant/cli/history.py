@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from assistant.cli.common import write_atomically
@@ -33,6 +34,8 @@ def run_history(args: argparse.Namespace) -> int:
     from assistant.conversation.store import Store
 
     store = Store()
+    if store.notice:  # e.g. an empty database file started afresh
+        print(store.notice, file=sys.stderr)
     action = {
         "list": _list,
         "show": _show,
@@ -85,6 +88,8 @@ def _import(store, args: argparse.Namespace) -> None:
         data = json.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise InvalidInputError(f"Cannot read {path}: {exc.strerror}.") from None
+    except RecursionError:  # json gives up on arrays or objects nested thousands deep
+        raise InvalidInputError(f"{path} is not valid JSON (nested too deeply).") from None
     except ValueError:
         raise InvalidInputError(f"{path} is not valid JSON.") from None
     conv = import_json(store, data, source=str(path))

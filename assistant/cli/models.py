@@ -12,6 +12,7 @@ import sys
 import threading
 from typing import TYPE_CHECKING, Any
 
+from assistant.cli.common import load_saved_settings, number_arg, number_option
 from assistant.errors import InvalidInputError
 from assistant.library.sizes import format_bytes, format_params
 
@@ -30,12 +31,12 @@ def add_models_parser(subparsers) -> argparse.ArgumentParser:
     p = sub.add_parser("list", help="models ready to use (or the catalog, with --catalog)")
     p.add_argument("--catalog", action="store_true", help="the recommended models instead")
     p.add_argument("--all", action="store_true", help="also files that cannot be used, and why")
-    p.add_argument("--ctx", type=int, help="context size for the fit column (default: settings)")
+    number_option(p, "n_ctx", "context size for the fit column (default: settings)")
     _json(p)
 
     p = sub.add_parser("search", help="search the Hugging Face Hub for GGUF repositories")
     p.add_argument("text", nargs="+")
-    p.add_argument("--limit", type=int, default=20)
+    number_option(p, "search_limit", "most repositories shown (default 20)")
     _json(p)
 
     p = sub.add_parser("files", help="a repository's GGUF models with size and quantization")
@@ -57,7 +58,7 @@ def add_models_parser(subparsers) -> argparse.ArgumentParser:
 
     p = sub.add_parser("fit", help="will it run here: memory estimate and GPU layers")
     p.add_argument("model", help="library id or path, catalog id, or OWNER/NAME on the Hub")
-    p.add_argument("--ctx", type=int, help="context size in tokens (default: settings)")
+    number_option(p, "n_ctx", "context size (default: settings)")
     which = p.add_mutually_exclusive_group()
     which.add_argument("--quant", help="for a catalog id or a Hub repository")
     which.add_argument("--file", help="for a Hub repository")
@@ -94,13 +95,9 @@ def _emit(args, data: Any, lines: list[str]) -> None:
 
 
 def _default_ctx(args) -> int:
-    if getattr(args, "ctx", None):
-        if args.ctx < 16:
-            raise InvalidInputError("--ctx must be at least 16 tokens.")
-        return args.ctx
-    from assistant.settings import Settings
-
-    return Settings.load().n_ctx
+    """--ctx, checked like everywhere (assistant.types.RANGES), else the saved setting."""
+    ctx = number_arg(args, "ctx", "n_ctx")
+    return ctx if ctx is not None else load_saved_settings().n_ctx
 
 
 # -- commands -----------------------------------------------------------------------------------
@@ -111,8 +108,8 @@ def cmd_list(args) -> int:
     from assistant.library import local as library
     from assistant.library.memory import detect_memory
 
-    models = library.list_models(include_unusable=args.all)
     ctx = _default_ctx(args)
+    models = library.list_models(include_unusable=args.all)
     memory = detect_memory()
     rows, data = [], []
     for m in models:
@@ -162,7 +159,8 @@ def _list_catalog(args) -> int:
 def cmd_search(args) -> int:
     from assistant.library import hub
 
-    found = hub.search(" ".join(args.text), limit=args.limit)
+    limit = number_arg(args, "limit", "search_limit")
+    found = hub.search(" ".join(args.text), limit=20 if limit is None else limit)
     lines = [
         f"{r.id:60} {r.downloads:>10} downloads{'  (gated)' if r.gated else ''}" for r in found
     ] or ["no GGUF repository matches"]
@@ -291,8 +289,9 @@ def cmd_info(args) -> int:
 def cmd_fit(args) -> int:
     from assistant.library import fit
 
+    ctx = _default_ctx(args)  # a bad --ctx is refused before the model is looked up
     info = _info_for_fit(args)
-    verdict = fit.fit(info, _default_ctx(args))
+    verdict = fit.fit(info, ctx)
     e = verdict.estimate
 
     def b(n: int) -> str:

@@ -7,7 +7,13 @@ import json
 import sys
 import threading
 
-from assistant.cli.common import load_runtime, load_settings, model_options
+from assistant.cli.common import (
+    load_runtime,
+    load_settings,
+    model_options,
+    number_arg,
+    number_option,
+)
 from assistant.documents.options import LENGTHS
 
 
@@ -21,12 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--language", help="write the summary in this language (default: the document's)"
     )
-    p.add_argument(
-        "--chunk-tokens",
-        type=int,
-        default=None,
-        help="largest piece of the document read in one model call (default 4096)",
-    )
+    number_option(p, "chunk_tokens", "largest piece read in one model call (default 4096)")
     p.add_argument(
         "--json",
         action="store_true",
@@ -42,6 +43,8 @@ def run_summarize(args: argparse.Namespace) -> int:
     from assistant.documents.readers import from_text, load_document
     from assistant.documents.summarizer import Summarizer
 
+    settings = load_settings(args)  # every number is checked before the document is read
+    chunk_tokens = number_arg(args, "chunk_tokens")
     if args.file == "-":
         doc = from_text(sys.stdin.read(), "standard input")
     else:
@@ -51,9 +54,9 @@ def run_summarize(args: argparse.Namespace) -> int:
         bullets=args.bullets,
         focus=args.focus,
         language=args.language,
-        **({"chunk_tokens": args.chunk_tokens} if args.chunk_tokens else {}),
+        **({"chunk_tokens": chunk_tokens} if chunk_tokens is not None else {}),
     )
-    runtime = load_runtime(load_settings(args))
+    runtime = load_runtime(settings)
     bar = tqdm(
         total=1,
         unit="step",

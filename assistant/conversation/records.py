@@ -9,7 +9,8 @@ from datetime import datetime, timezone
 from typing import Any
 
 # Message status: a reply is 'streaming' while it grows, then 'complete', 'cancelled' or
-# 'length'; one left 'streaming' by a killed process becomes 'interrupted' at the next open.
+# 'length'; one left 'streaming' by a writer that is gone (killed, or its store closed) becomes
+# 'interrupted' at the next open (see `writers`).
 STATUSES = ("complete", "streaming", "cancelled", "length", "interrupted", "error")
 
 

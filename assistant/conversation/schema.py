@@ -68,8 +68,24 @@ def _m003_documents(db: sqlite3.Connection) -> None:
     )
 
 
+def _m004_writers(db: sqlite3.Connection) -> None:
+    """Who is writing what, so that opening the store marks only a dead writer's reply
+    interrupted: a 'streaming' reply names its writer (see `writers`) and when it last saved;
+    a conversation being imported names its importer and stays hidden until complete."""
+    _run_script(
+        db,
+        """
+        ALTER TABLE messages ADD COLUMN writer TEXT;
+        ALTER TABLE messages ADD COLUMN saved_at REAL;
+        ALTER TABLE conversations ADD COLUMN importer TEXT;
+        CREATE INDEX messages_streaming ON messages(status) WHERE status = 'streaming'
+        """,
+    )
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _m001_initial,
     _m002_window_state,
     _m003_documents,
+    _m004_writers,
 ]

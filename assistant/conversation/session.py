@@ -162,6 +162,8 @@ class ChatSession:
         if not msgs:
             raise InvalidInputError("There is nothing to regenerate yet.")
         if msgs[-1].role == ASSISTANT:
+            kept = [(i, m) for i, m in self._history() if i != msgs[-1].id]
+            self.preview(kept)  # a window or template that fails keeps the old reply
             self.store.delete_messages_from(self.conversation_id, msgs[-1].id)
         return self._reply(cancel)
 
@@ -386,7 +388,7 @@ class Reply(PieceStream):
             for piece in self.stream:
                 now = time.monotonic()
                 if now - last_save >= self.session.save_interval:
-                    store.update_message(self.message_id, content=self.text)
+                    store.save_partial(self.message_id, self.text)  # busy: skips this beat
                     last_save = now
                 yield piece
         finally:
@@ -401,15 +403,17 @@ class Reply(PieceStream):
             max_tokens=self.stream.sampling.max_tokens,
             notice=self.notice,
         )
-        self.session.store.update_message(
+        # The result first: if the save fails for good (StoreError, after FINAL_SAVE_WAIT),
+        # the caller still has the whole text, and the row keeps what was last saved.
+        self.result = ReplyResult(
+            self.message_id, self.text, stats, self.context, end.notice, end.status
+        )
+        self.session.store.finish_message(
             self.message_id,
             content=self.text,
             status=end.status,
             tokens=stats.completion_tokens,
             stats={**stats.to_dict(), "context": self.context.to_dict()},
-        )
-        self.result = ReplyResult(
-            self.message_id, self.text, stats, self.context, end.notice, end.status
         )
 
 

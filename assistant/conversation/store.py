@@ -1,17 +1,22 @@
-"""Conversations and messages in SQLite (WAL): the queries. Schema in `schema`, rows in
-`records`, export/import in `transfer`."""
+"""Conversations and messages in SQLite (WAL): the queries. The file itself (opening,
+migrations, transactions, recovery) in `database`, schema in `schema`, rows in `records`,
+export/import in `transfer`, who is writing a reply in `writers`."""
 
 from __future__ import annotations
 
 import json
-import sqlite3
-import threading
+import time
 from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
-from assistant import paths
+from assistant.conversation.database import (
+    BEAT_WAIT,
+    FINAL_SAVE_WAIT,
+    PAUSE,
+    WRITE_WAIT,
+    Database,
+    StoreBusyError,
+)
 from assistant.conversation.records import (
     Conversation,
     StoredMessage,
@@ -23,69 +28,22 @@ from assistant.conversation.schema import MIGRATIONS
 from assistant.errors import NotFoundError, StoreError
 
 # Re-exported for callers that type against the store's rows.
-__all__ = ["Conversation", "MIGRATIONS", "Store", "StoredMessage"]
+__all__ = ["Conversation", "MIGRATIONS", "Store", "StoreBusyError", "StoredMessage"]
 
 # LIKE's wildcards and its escape character, matched literally in search text.
 _LIKE_SPECIAL = str.maketrans({"\\": "\\\\", "%": "\\%", "_": "\\_"})
 
+IMPORT_BATCH_SECONDS = 0.05  # an import holds the write lock at most about this long at once
+IMPORT_BATCH_BYTES = 4 << 20
 
-class Store:
-    """Thread-safe access to one database file (the UI reads while the worker writes)."""
+_INSERT_MESSAGE = (
+    "INSERT INTO messages (conversation_id, role, content, created_at, status, tokens, stats,"
+    " writer, saved_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
 
-    def __init__(self, path: str | Path | None = None):
-        """`path` ':memory:' gives a throw-away store (for one-shot `assistant ask`)."""
-        self.path = Path(path) if path else paths.database_path()
-        self._lock = threading.RLock()
-        try:
-            if str(path) != ":memory:":
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(
-                str(self.path), check_same_thread=False, isolation_level=None
-            )
-            self._db.row_factory = sqlite3.Row
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute("PRAGMA foreign_keys=ON")
-            self._db.execute("PRAGMA busy_timeout=5000")
-            self._migrate()
-            self._recover_interrupted()
-        except sqlite3.DatabaseError as exc:
-            raise StoreError(f"Cannot open the conversation database {self.path}: {exc}.") from None
 
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
-
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            try:
-                self._db.execute("BEGIN IMMEDIATE")
-                yield self._db
-                self._db.execute("COMMIT")
-            except sqlite3.Error as exc:
-                if self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
-                raise StoreError(f"Could not save to {self.path}: {exc}.") from None
-            except BaseException:
-                if self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
-                raise
-
-    def _migrate(self) -> None:
-        version = self._db.execute("PRAGMA user_version").fetchone()[0]
-        for number, step in enumerate(MIGRATIONS[version:], start=version + 1):
-            with self._tx() as db:
-                step(db)
-                db.execute(f"PRAGMA user_version = {number}")
-
-    @property
-    def schema_version(self) -> int:
-        return self._db.execute("PRAGMA user_version").fetchone()[0]
-
-    def _recover_interrupted(self) -> None:
-        with self._tx() as db:
-            db.execute("UPDATE messages SET status='interrupted' WHERE status='streaming'")
+class Store(Database):
+    """The conversations, messages and documents of one database file."""
 
     # -- conversations ---------------------------------------------------------------------
     def create_conversation(
@@ -109,21 +67,22 @@ class Store:
     def get_conversation(self, conversation_id: int) -> Conversation:
         with self._lock:
             row = self._db.execute(
-                "SELECT * FROM conversations WHERE id = ?", (conversation_id,)
+                "SELECT * FROM conversations WHERE id = ? AND importer IS NULL", (conversation_id,)
             ).fetchone()
         if row is None:
             raise NotFoundError(f"No conversation with id {conversation_id}.")
         return conversation_from_row(row)
 
     def list_conversations(self, search: str | None = None) -> list[Conversation]:
-        """Newest activity first; `search` matches titles and message text."""
-        sql = "SELECT * FROM conversations"
+        """Newest activity first; `search` matches titles and message text. A conversation
+        still being imported is not listed."""
+        sql = "SELECT * FROM conversations WHERE importer IS NULL"
         args: tuple = ()
         if search:
             like = f"%{search.translate(_LIKE_SPECIAL)}%"
             sql += (
-                " WHERE title LIKE ? ESCAPE '\\' OR id IN (SELECT conversation_id FROM messages"
-                " WHERE content LIKE ? ESCAPE '\\')"
+                " AND (title LIKE ? ESCAPE '\\' OR id IN (SELECT conversation_id FROM messages"
+                " WHERE content LIKE ? ESCAPE '\\'))"
             )
             args = (like, like)
         with self._lock:
@@ -174,11 +133,21 @@ class Store:
         stats: dict | None = None,
     ) -> StoredMessage:
         stamp = now()
+        writer, saved_at = self._lease(status)
         with self._tx() as db:
             cur = db.execute(
-                "INSERT INTO messages (conversation_id, role, content, created_at, status,"
-                " tokens, stats) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (conversation_id, role, content, stamp, status, tokens, json.dumps(stats or {})),
+                _INSERT_MESSAGE,
+                (
+                    conversation_id,
+                    role,
+                    content,
+                    stamp,
+                    status,
+                    tokens,
+                    json.dumps(stats or {}),
+                    writer,
+                    saved_at,
+                ),
             )
             db.execute(
                 "UPDATE conversations SET updated_at = ? WHERE id = ?", (stamp, conversation_id)
@@ -200,12 +169,15 @@ class Store:
         status: str | None = None,
         tokens: int | None = None,
         stats: dict | None = None,
+        wait: float = WRITE_WAIT,
     ) -> None:
+        """Change a message; a status records who writes it ('streaming') or ends that."""
         fields: dict[str, Any] = {}
         if content is not None:
             fields["content"] = content
         if status is not None:
             fields["status"] = status
+            fields["writer"], fields["saved_at"] = self._lease(status)
         if tokens is not None:
             fields["tokens"] = tokens
         if stats is not None:
@@ -213,8 +185,50 @@ class Store:
         if not fields:
             return
         sets = ", ".join(f"{k} = ?" for k in fields)
-        with self._tx() as db:
+        with self._tx(wait) as db:
             db.execute(f"UPDATE messages SET {sets} WHERE id = ?", (*fields.values(), message_id))
+
+    def _lease(self, status: str) -> tuple[str | None, float | None]:
+        """(writer, saved_at) for a row given this status: this store, now, while streaming."""
+        if status != "streaming":
+            return None, None
+        self._streamed = True
+        return self._writer, time.time()
+
+    def save_partial(self, message_id: int, content: str) -> bool:
+        """A periodic save of a growing reply (renewing its lease). False when another writer
+        held the file for BEAT_WAIT: the save is skipped, the next one carries all the text."""
+        try:
+            with self._tx(BEAT_WAIT) as db:
+                db.execute(
+                    "UPDATE messages SET content = ?, saved_at = ? WHERE id = ?",
+                    (content, time.time(), message_id),
+                )
+        except StoreBusyError:
+            return False
+        return True
+
+    def finish_message(
+        self, message_id: int, *, content: str, status: str, tokens: int | None, stats: dict
+    ) -> None:
+        """The final save of a reply: waits up to FINAL_SAVE_WAIT for a busy file. If it still
+        fails, the text of the last periodic save stays in the row (marked interrupted once
+        this writer is gone) and StoreBusyError says so."""
+        try:
+            self.update_message(
+                message_id,
+                content=content,
+                status=status,
+                tokens=tokens,
+                stats=stats,
+                wait=FINAL_SAVE_WAIT,
+            )
+        except StoreBusyError:
+            raise StoreBusyError(
+                f"The reply could not be saved to {self.path}: another program kept the"
+                f" database locked for {FINAL_SAVE_WAIT:g} s. The text saved up to the last"
+                " second before the end is kept."
+            ) from None
 
     def messages(self, conversation_id: int) -> list[StoredMessage]:
         with self._lock:
@@ -243,12 +257,17 @@ class Store:
     def insert_conversation(
         self, conversation: dict[str, Any], messages: list[dict[str, Any]]
     ) -> Conversation:
-        """Write a whole conversation in one transaction (import): all of it or nothing."""
+        """Import a whole conversation: all of it or nothing, without holding other writers up.
+
+        The conversation row is written first, hidden (its `importer` set); the messages go in
+        short transactions (about IMPORT_BATCH_SECONDS each, with a pause between them so that
+        a reply's save gets in); the last step unhides it. If anything fails, what was written
+        is removed; if the process dies, the next open removes it (the importer is gone)."""
         stamp = now()
         with self._tx() as db:
             cur = db.execute(
                 "INSERT INTO conversations (title, system_prompt, model, sampling, policy,"
-                " created_at, updated_at, summary) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                " created_at, updated_at, summary, importer) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     conversation["title"],
                     conversation["system_prompt"],
@@ -258,25 +277,32 @@ class Store:
                     conversation["created_at"] or stamp,
                     stamp,
                     conversation["summary"],
+                    self._writer,
                 ),
             )
-            db.executemany(
-                "INSERT INTO messages (conversation_id, role, content, created_at, status,"
-                " tokens, stats) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (
-                        cur.lastrowid,
-                        m["role"],
-                        m["content"],
-                        m["created_at"] or stamp,
-                        m["status"],
-                        m["tokens"],
-                        json.dumps(m["stats"]),
+        conversation_id = cur.lastrowid
+        try:
+            rows = _ImportRows(conversation_id, iter(messages), stamp)
+            while rows.more:
+                with self._tx() as db:
+                    db.executemany(_INSERT_MESSAGE, rows.batch())
+                    db.execute(  # the importer's lease, where liveness cannot be checked
+                        "UPDATE conversations SET updated_at = ? WHERE id = ?",
+                        (now(), conversation_id),
                     )
-                    for m in messages
-                ],
-            )
-        return self.get_conversation(cur.lastrowid)
+                time.sleep(PAUSE)
+            with self._tx() as db:
+                db.execute(
+                    "UPDATE conversations SET importer = NULL, updated_at = ? WHERE id = ?",
+                    (now(), conversation_id),
+                )
+        except BaseException:
+            try:
+                self._discard_import(conversation_id)
+            except StoreError:
+                pass  # the next open removes it: this store's token is gone by then
+            raise
+        return self.get_conversation(conversation_id)
 
     # -- documents (the sources behind summaries) -------------------------------------------
     def add_document(self, conversation_id: int, name: str, text: str) -> int:
@@ -297,3 +323,35 @@ class Store:
         if row is None:
             raise NotFoundError(f"No document with id {document_id}.")
         return row["name"], row["text"]
+
+
+class _ImportRows:
+    """The imported messages as rows, handed out in batches of about IMPORT_BATCH_SECONDS."""
+
+    def __init__(self, conversation_id: int, messages: Iterator[dict[str, Any]], stamp: str):
+        self.conversation_id, self.messages, self.stamp = conversation_id, messages, stamp
+        self.next = next(messages, None)
+
+    @property
+    def more(self) -> bool:
+        return self.next is not None
+
+    def batch(self) -> Iterator[tuple]:
+        deadline, size = time.monotonic() + IMPORT_BATCH_SECONDS, 0
+        while self.next is not None:
+            m = self.next
+            yield (
+                self.conversation_id,
+                m["role"],
+                m["content"],
+                m["created_at"] or self.stamp,
+                m["status"],
+                m["tokens"],
+                json.dumps(m["stats"]),
+                None,
+                None,
+            )
+            self.next = next(self.messages, None)
+            size += len(m["content"]) + 1
+            if size >= IMPORT_BATCH_BYTES or time.monotonic() >= deadline:
+                return

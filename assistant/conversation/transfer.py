@@ -1,7 +1,9 @@
 """Export a conversation as JSON or Markdown, and import one exported as JSON.
 
 Imported data is validated whole before anything is written: a file that fails is refused with
-the reason, and the store is left as it was.
+the reason, and the store is left as it was. The store writes it in short transactions (a
+chat's save is never held up by a large import) into a conversation that stays hidden until
+its last message is in.
 """
 
 from __future__ import annotations

@@ -7,6 +7,11 @@
 - the window start is sticky: while the conversation still fits from the previous start, nothing
   moves, so the prompt prefix (and llama.cpp's KV cache) stays valid; when it must slide it frees
   a generous block at once (`slide` of the budget) so that many turns fit before the next slide.
+
+Only what can fit is counted: the messages' own token counts, added up from the newest back,
+rule out every start whose text alone passes the budget, and only the prompts of the starts left
+are rendered and counted exactly, so a reply costs the same in a 100,000-message conversation as
+in one that just fills the window.
 """
 
 from __future__ import annotations
@@ -115,6 +120,7 @@ def fit_window(
     starts = turn_starts(history)
     last = starts[-1]
     start = starts[min(bisect.bisect_left(starts, min(start, last)), len(starts) - 1)]
+    floor = _floor(history, counter, base_tokens, budget)
 
     def count(s: int) -> int:
         return counter.count_prompt(compose(system, summary, history[s:]))
@@ -123,26 +129,61 @@ def fit_window(
         msgs = compose(system, summary, history[s:])
         return Window(msgs, s, used, n_ctx, reserve, summary_upto, True)
 
-    used = count(start)
+    known_over = start < floor.first  # the text alone from `start` is over the budget
+    used = floor.tokens if known_over else count(start)
     if used <= budget:
         return window(start, used)
     if policy is Policy.STOP:
         raise ContextFullError(
-            f"This conversation has filled the {n_ctx}-token context window ({used} tokens "
-            f"plus {reserve} kept for the reply). Start a new chat, or switch the context "
-            "policy to 'drop' or 'summarize' to keep going.",
+            f"This conversation has filled the {n_ctx}-token context window "
+            f"({'more than ' if known_over else ''}{used} tokens plus {reserve} kept for the "
+            "reply). Start a new chat, or switch the context policy to 'drop' or 'summarize' "
+            "to keep going.",
             needed=used + reserve,
             limit=n_ctx,
         )
 
-    candidates = [s for s in starts if s > start]
     target = budget - int(slide * budget)
-    chosen = _first_fitting(candidates, count, target) or _first_fitting(candidates, count, budget)
+    chosen = _first_fitting(
+        [s for s in starts if s > start and floor.at(s) <= target], count, target
+    ) or _first_fitting([s for s in starts if s > start and floor.at(s) <= budget], count, budget)
     if chosen is not None:
         return window(*chosen)
     return _fit_oversize(
         history, last, system, summary, summary_upto, counter, n_ctx, reserve, truncate_oversize
     )
+
+
+@dataclass(frozen=True)
+class _Floor:
+    """Lower bounds of the prompt from each start, known back to where they pass the budget."""
+
+    first: int  # starts before this are known to be over the budget
+    tokens: int  # the bound from `first - 1` (over the budget), or from 0 when first == 0
+    suffix: tuple[int, ...]  # suffix[i - first]: the bound from start i
+
+    def at(self, start: int) -> int:
+        return self.tokens if start < self.first else self.suffix[start - self.first]
+
+
+def _floor(history: Sequence[Message], counter: TokenCounter, base: int, budget: int) -> _Floor:
+    """Walk back from the newest message adding up the tokens of each message's text alone, and
+    stop once they pass the budget: no start before that can fit, so neither the whole history
+    nor any prompt much larger than the window is ever rendered or counted.
+
+    The template adds role markers around every message, so a message costs at least its text
+    (a template that leaves text out, such as an old turn's reasoning, makes the window slide
+    a little earlier than it had to; it never overflows: what is sent is counted exactly)."""
+    bounds: list[int] = []
+    total = base
+    for i in range(len(history) - 1, -1, -1):
+        total += max(1, len(counter.tokenize(history[i].content)))
+        if total > budget:
+            bounds.reverse()
+            return _Floor(i + 1, total, tuple(bounds))
+        bounds.append(total)
+    bounds.reverse()
+    return _Floor(0, total, tuple(bounds))
 
 
 def _first_fitting(candidates: list[int], count, limit: int) -> tuple[int, int] | None:

@@ -11,11 +11,11 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from assistant.documents.chunking import pack_chunks, paragraph_spans
+from assistant.documents.chunking import CHARS_PER_TOKEN, Chunk, iter_chunks, paragraph_spans
 from assistant.documents.language import detect_language
 from assistant.documents.options import (
     LENGTHS,
@@ -31,6 +31,9 @@ from assistant.types import SYSTEM, USER, Message, SamplingOptions
 if TYPE_CHECKING:
     from assistant.engine.runtime import ModelRuntime
 
+# Texts up to this long are counted whole first (about a second), to see whether one prompt can
+# hold them; longer ones cannot fit any window and are counted chunk by chunk as they are read.
+EXACT_COUNT_CHARS = 1_000_000
 SYSTEM_PROMPT = (
     "You summarize documents faithfully. Use only facts stated in the text; never invent any."
 )
@@ -74,11 +77,16 @@ class Summarizer:
         start = time.perf_counter()
         self._start, self._text = start, text
         self.language = self.options.language or detect_language(text)
-        source_tokens = len(self.rt.tokenize(text))
+        # A text that may fit one prompt is counted whole; a longer one only chunk by chunk,
+        # as it is read, so the first model call comes after one chunk, not the whole text.
+        exact = len(text) <= EXACT_COUNT_CHARS
+        source_tokens = self._count(text) if exact else round(len(text) / CHARS_PER_TOKEN)
         self._source_tokens, self._read = source_tokens, 0
         final_budget = self._text_budget(self._final_prompt, self.final_tokens)
-        if source_tokens <= final_budget and self._fits(
-            self._final_prompt, text, self.final_tokens
+        if (
+            exact
+            and source_tokens <= final_budget
+            and self._fits(self._final_prompt, text, self.final_tokens)
         ):
             self._total_calls = 1
             note = self._ask(
@@ -89,14 +97,19 @@ class Summarizer:
                 read=source_tokens,
             )
             return self._result(note, 1, 1, source_tokens, start, partial=self.cancel.is_set())
-        chunks = self.chunk(text, self.chunk_budget())
-        self._total_calls = len(chunks) + max(1, math.ceil(len(chunks) / 3))
         notes: list[_Note] = []
-        for i, (s, e, n) in enumerate(chunks):
+        n_chunks = 0
+        chunks = _Lookahead(iter_chunks(text, self.chunk_budget(), self._count))
+        for s, e, n in chunks:
+            if not exact:  # the count so far, and the rest estimated from it
+                rest = 0 if chunks.last else len(text) - chunks.end
+                self._source_tokens = chunks.tokens + round(rest * chunks.tokens / chunks.end)
+            n_chunks = chunks.seen + chunks.left(len(text))
+            self._total_calls = n_chunks + max(1, math.ceil(n_chunks / 3))
             if self.cancel.is_set():
-                return self._result(_merge(notes), len(chunks), 1, source_tokens, start, True)
+                return self._result(_merge(notes), n_chunks, 1, self._source_tokens, start, True)
             # chunk counts leave out the blank lines between chunks: the last one closes the gap
-            read = n if i < len(chunks) - 1 else source_tokens - self._read
+            read = n if not chunks.last else self._source_tokens - self._read
             notes.append(
                 self._ask(
                     self._map_prompt(text[s:e]),
@@ -106,10 +119,11 @@ class Summarizer:
                     read=read,
                 )
             )
+        n_chunks, source_tokens = chunks.seen, self._source_tokens
         levels = 1
         while True:
             if self.cancel.is_set():
-                return self._result(_merge(notes), len(chunks), levels, source_tokens, start, True)
+                return self._result(_merge(notes), n_chunks, levels, source_tokens, start, True)
             joined = "\n".join(n.text() for n in notes)
             if self._fits(self._final_prompt, joined, self.final_tokens, notes=True):
                 levels += 1
@@ -120,7 +134,7 @@ class Summarizer:
                     sources=_point_sources(notes),
                 )
                 return self._result(
-                    final, len(chunks), levels, source_tokens, start, partial=self.cancel.is_set()
+                    final, n_chunks, levels, source_tokens, start, partial=self.cancel.is_set()
                 )
             notes = self._reduce(notes)
             levels += 1
@@ -133,7 +147,7 @@ class Summarizer:
 
     def chunk(self, text: str, budget: int) -> list[tuple[int, int, int]]:
         """Contiguous (start, end, tokens) slices of at most `budget` tokens of the model's."""
-        return pack_chunks(text, budget, self._count)
+        return list(iter_chunks(text, budget, self._count))
 
     def _count(self, text: str) -> int:
         return len(self.rt.tokenize(text))
@@ -294,6 +308,35 @@ def summarize(
     cancel: threading.Event | None = None,
 ) -> SummaryResult:
     return Summarizer(runtime, options, progress, cancel).summarize(text)
+
+
+class _Lookahead:
+    """Chunks one ahead, so the last one is known as such, with what has been counted so far."""
+
+    def __init__(self, chunks: Iterator[Chunk]):
+        self._chunks = chunks
+        self._next = next(chunks, None)
+        self.seen = self.tokens = self.end = 0  # chunks, tokens and characters counted
+        if self._next is not None:
+            self._add(self._next)
+        self.last = self._next is None
+
+    def _add(self, chunk: Chunk) -> None:
+        self.seen, self.tokens, self.end = self.seen + 1, self.tokens + chunk[2], chunk[1]
+
+    def __iter__(self) -> Iterator[Chunk]:
+        while self._next is not None:
+            current, self._next = self._next, next(self._chunks, None)
+            if self._next is not None:
+                self._add(self._next)
+            self.last = self._next is None
+            yield current
+
+    def left(self, length: int) -> int:
+        """Chunks still to come after those counted (an estimate from their average length)."""
+        if self._next is None:
+            return 0
+        return math.ceil((length - self.end) / max(self.end / self.seen, 1))
 
 
 def _point_sources(notes: Sequence[_Note]) -> list[SummaryPoint]:

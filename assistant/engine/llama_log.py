@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import re
 import sys
 import threading
 from collections import deque
@@ -11,8 +12,14 @@ from collections import deque
 import llama_cpp
 
 # ggml_log_level: NONE 0, DEBUG 1, INFO 2, WARN 3, ERROR 4, CONT 5
-_LEVEL_ERROR, _LEVEL_CONT = 4, 5
+_LEVEL_WARN, _LEVEL_ERROR, _LEVEL_CONT = 3, 4, 5
 _GENERIC = ("failed to load model", "error loading model")
+# A warning that reads like a failure. Only warnings are searched: the information lines of a
+# load mention "unknown" and "error" harmlessly (`tokenizer.ggml.unknown_token_id`,
+# `rope_finetuned = unknown`), and picking one of them named the wrong reason.
+_FAILURE = re.compile(
+    r"\b(error|fail(ed|s|ure)?|invalid|cannot|unable|out of memory|not enough)\b", re.I
+)
 _lines: deque[tuple[int, int, str]] = deque(maxlen=400)  # (sequence number, level, text)
 _lock = threading.Lock()
 _seq = 0
@@ -55,11 +62,7 @@ def reason_since(marker: int) -> str:
     lines = lines_since(marker)
     errors = [t.strip() for lvl, t in lines if lvl == _LEVEL_ERROR and t.strip()]
     if not errors:
-        errors = [
-            t.strip()
-            for lvl, t in lines
-            if t.strip() and any(w in t.lower() for w in ("error", "failed", "invalid", "unknown"))
-        ]
+        errors = [t.strip() for lvl, t in lines if lvl == _LEVEL_WARN and _FAILURE.search(t)]
     if not errors:
         return ""
     # Drop the "function_name: " prefixes and generic lines; keep the specific reasons.

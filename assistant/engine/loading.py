@@ -1,14 +1,16 @@
 """Loading a model the way this computer allows: the GPU plan, then retries on out-of-memory.
 
-`load_with_fallback(path, options)` reads the GGUF header once, refuses (with numbers) a model
-that cannot fit this computer even on the CPU, plans the GPU layers when asked for
-`AUTO_GPU_LAYERS`, and when llama.cpp runs out of memory retries with fewer GPU layers
-(3/4, 1/2, 1/4, none), then with half the context, down to 512 tokens. The CLI, the desktop
-app's worker and the benchmarks load through it.
+`load_with_fallback(path, options)` checks the options against their ranges, reads the GGUF
+header once, fits the context, batch and threads to the model and the computer (saying so),
+refuses (with numbers) a model that cannot fit this computer even on the CPU, plans the GPU
+layers when asked for `AUTO_GPU_LAYERS`, and when llama.cpp runs out of memory retries with
+fewer GPU layers (3/4, 1/2, 1/4, none), then with half the context, down to 512 tokens. The
+CLI, the desktop app's worker and the benchmarks load through it.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 from collections.abc import Callable
@@ -18,7 +20,7 @@ from typing import Any
 
 from assistant.engine.runtime import ModelRuntime
 from assistant.errors import ModelLoadError
-from assistant.library.fit import auto_gpu_layers, estimate, gpu_budget
+from assistant.library.fit import CTX_PAD, auto_gpu_layers, estimate, gpu_budget, padded_ctx
 from assistant.library.gguf_header import GGUFInfo, read_gguf_info
 from assistant.library.memory import SystemMemory, detect_memory
 from assistant.library.sizes import format_bytes
@@ -43,6 +45,9 @@ class LoadChoice:
     n_ctx: int
     attempts: tuple[tuple[int, int, str], ...]  # (layers, context, error) of the failures
     message: str
+    # what was fitted to the model or the computer, one user-facing line each (context above
+    # the trained one, batch above the context, more threads than CPUs, context rounded up)
+    adjustments: tuple[str, ...] = ()
 
 
 def fallback_steps(layers: int, n_ctx: int) -> list[tuple[int, int]]:
@@ -77,8 +82,9 @@ def load_with_fallback(
     names the file and the reason: there is nothing to retry.
     """
     path = Path(path).expanduser()
-    options = options or LoadOptions(n_gpu_layers=AUTO_GPU_LAYERS)
+    options = (options or LoadOptions(n_gpu_layers=AUTO_GPU_LAYERS)).validated()
     info = read_gguf_info(path)
+    options, adjustments = fitted_options(options, info)
     memory = memory or detect_memory()
     refuse_if_too_large(path, info, options, memory)
     layers, note = options.n_gpu_layers, ""
@@ -110,7 +116,7 @@ def load_with_fallback(
             failures.append((k, ctx, str(exc)))
             continue
         return runtime, LoadChoice(
-            k, ctx, tuple(failures), _explain(k, ctx, options, failures, note)
+            k, ctx, tuple(failures), _explain(k, ctx, options, failures, note), adjustments
         )
     tried = ", ".join(f"{k} GPU layers/{c} tokens" for k, c, _ in failures)
     raise ModelLoadError(
@@ -118,6 +124,18 @@ def load_with_fallback(
         f"{failures[-1][1]} tokens of context (tried {tried}). Close other "
         f"programs or choose a smaller quantization."
     )
+
+
+def fitted_options(options: LoadOptions, info: GGUFInfo) -> tuple[LoadOptions, tuple[str, ...]]:
+    """Valid options fitted to this model and computer (`LoadOptions.adjusted`), plus a line
+    when llama.cpp will round the context up (it allocates it in steps of CTX_PAD tokens)."""
+    options, notes = options.adjusted(info.n_ctx_train, os.cpu_count())
+    if padded_ctx(options.n_ctx) != options.n_ctx:
+        notes += (
+            f"Context {options.n_ctx} is rounded up to {padded_ctx(options.n_ctx)} tokens "
+            f"(llama.cpp allocates it in steps of {CTX_PAD}).",
+        )
+    return options, notes
 
 
 def refuse_if_too_large(
@@ -133,7 +151,8 @@ def refuse_if_too_large(
         raise ModelLoadError(
             f"{path.name} is too large for this computer: at {options.n_ctx} tokens of context "
             f"it needs {_gib(est.total_bytes)} (weights {_gib(est.weights_bytes)}, KV cache "
-            f"{_gib(est.kv_bytes)}) but the computer has {_gib(memory.ram_total)} of RAM"
+            f"{_gib(est.kv_bytes)}, compute buffer {_gib(est.compute_bytes)}) but the "
+            f"computer has {_gib(memory.ram_total)} of RAM"
             f"{f' and {_gib(vram)} of usable VRAM' if vram else ''}. Choose a smaller "
             "quantization or model, or a shorter context."
         )

@@ -20,15 +20,23 @@ import llama_cpp
 import numpy as np
 
 from assistant.engine import llama_log
-from assistant.engine.chat_format import ChatFormat, JinjaChatFormat, PlainChatFormat
+from assistant.engine.chat_format import (
+    CHAT_FORMATS,
+    CHOSEN_PLAIN_NAME,
+    ChatFormat,
+    JinjaChatFormat,
+    PlainChatFormat,
+)
 from assistant.errors import (
+    ChatFormatError,
     ContextOverflowError,
     GenerationError,
+    InvalidInputError,
     LoadCancelledError,
     ModelLoadError,
 )
 from assistant.library.fit import auto_gpu_layers
-from assistant.library.gguf_header import GGUFInfo, ModelInfo, read_gguf_info
+from assistant.library.gguf_header import GGUFInfo, ModelInfo, check_vocabulary, read_gguf_info
 from assistant.settings import default_threads
 from assistant.types import AUTO_GPU_LAYERS, LoadOptions, Message, ReplyStats, SamplingOptions
 
@@ -62,7 +70,11 @@ class ModelRuntime:
         # (ModelLoadError) before llama.cpp sees it, and the model's info comes from it.
         self.header = header or read_gguf_info(self.path)
         self._llm = self._load()
-        self.chat_format = self._make_chat_format()
+        try:
+            self.chat_format = self._make_chat_format()
+        except (ModelLoadError, InvalidInputError):
+            self.close()  # the weights are loaded: free them before refusing the model
+            raise
         self.info = self._read_info()
         self._vocab = self._llm._model.vocab
         self._eog_tokens: np.ndarray | None = None  # filled on first use (ignore_eos)
@@ -72,9 +84,18 @@ class ModelRuntime:
 
     # -- loading ---------------------------------------------------------------------------
     def _load(self) -> llama_cpp.Llama:
+        # a number out of range (a negative batch, a million threads) crashes llama.cpp: refuse
+        # it here, whoever the caller (OutOfRangeError names the field, value and range)
+        self.options = self.options.validated()
         if self.options.n_gpu_layers <= AUTO_GPU_LAYERS:  # as many as the free VRAM holds
             self.options = replace(self.options, n_gpu_layers=self._auto_gpu_layers())
         opts = self.options
+        if opts.chat_format not in CHAT_FORMATS:
+            raise InvalidInputError(
+                f"Unknown chat format {opts.chat_format!r}: choose {' or '.join(CHAT_FORMATS)}."
+            )
+        # a token listed twice makes llama.cpp abort the process: refused here, by name
+        check_vocabulary(self.path)
         marker = llama_log.mark()
         try:
             with self._load_progress():
@@ -91,7 +112,7 @@ class ModelRuntime:
         except (ValueError, RuntimeError, OSError, MemoryError) as exc:
             if self._cancel is not None and self._cancel.is_set():
                 raise LoadCancelledError(f"Loading {self.path.name} was cancelled.") from None
-            reason = llama_log.reason_since(marker) or str(exc)
+            reason = llama_log.reason_since(marker) or _exception_reason(exc)
             raise ModelLoadError(f"Could not load the model {self.path}: {reason}.") from None
 
     @contextmanager
@@ -137,16 +158,30 @@ class ModelRuntime:
         return ModelInfo(self.header, self.chat_format.name, gpu_layers, gpu)
 
     def _make_chat_format(self) -> ChatFormat:
-        template = self._llm.metadata.get("tokenizer.chat_template")
+        """The model's own template, tried once on a short conversation (ModelLoadError, naming
+        the model and the problem, when it fails); the plain transcript when the model has no
+        template or when the user chose it (`LoadOptions.chat_format`)."""
+        if self.options.chat_format == "plain":
+            return PlainChatFormat(CHOSEN_PLAIN_NAME)
+        template = self.header.chat_template or self._llm.metadata.get("tokenizer.chat_template")
         if not template:
             return PlainChatFormat()
         model = self._llm._model
         eos, bos = self._llm.token_eos(), self._llm.token_bos()
-        return JinjaChatFormat(
-            template,
-            bos_token=model.token_get_text(bos) if bos >= 0 else "",
-            eos_token=model.token_get_text(eos) if eos >= 0 else "",
-        )
+        try:
+            chat_format = JinjaChatFormat(
+                template,
+                bos_token=model.token_get_text(bos) if bos >= 0 else "",
+                eos_token=model.token_get_text(eos) if eos >= 0 else "",
+                model=self.path.name,
+            )
+            chat_format.probe()
+        except ChatFormatError as exc:
+            raise ModelLoadError(
+                f"{exc} Choose the plain transcript format to use the model anyway "
+                "(--chat-format plain, or Chat format in Settings)."
+            ) from None
+        return chat_format
 
     def close(self) -> None:
         if self._llm is not None:
@@ -212,14 +247,24 @@ class ModelRuntime:
         sampling: SamplingOptions | None = None,
         cancel: threading.Event | None = None,
     ) -> ReplyStream:
-        """A generator of text pieces; see `ReplyStream`."""
+        """A generator of text pieces; see `ReplyStream`. The sampling options are checked
+        against their ranges whoever built them (a stored conversation, a request): nothing out
+        of range reaches llama.cpp, and max_tokens is never 'unlimited'."""
+        sampling = (sampling or SamplingOptions()).validated()
         if prompt and isinstance(prompt[0], Message):
             prompt = self.prompt_tokens(prompt)  # type: ignore[arg-type]
-        return ReplyStream(self, list(prompt), sampling or SamplingOptions(), cancel)
+        return ReplyStream(self, list(prompt), sampling, cancel)
 
     def complete(self, prompt, sampling: SamplingOptions | None = None) -> str:
         """Non-streaming callers join the same generator."""
         return self.stream(prompt, sampling).join()
+
+
+def _exception_reason(exc: BaseException) -> str:
+    """A load failure's reason when llama.cpp logged none (llama-cpp-python's own errors)."""
+    if isinstance(exc, MemoryError):  # e.g. the logits buffer of a huge batch
+        return f"not enough memory ({exc})" if str(exc) else "not enough memory"
+    return str(exc)
 
 
 class PieceStream:

@@ -170,6 +170,27 @@ def estimate(
     )
 
 
+def vram_by_gpu_layers(
+    info: GGUFInfo,
+    n_ctx: int,
+    *,
+    cache_type: str = "f16",
+    n_batch: int = 512,
+    flash_attn: bool = False,
+) -> list[int]:
+    """`estimate(info, n_ctx, k).vram_bytes` for every k from 0 to n_layers + 1, in one pass
+    over the layers (the planner asks for all of them: one estimate each would be quadratic)."""
+    kv = kv_bytes_per_layer(info, n_ctx, cache_type)
+    compute, _ = compute_buffer_bytes(info, n_ctx, n_batch, flash_attn)
+    vram, on_gpu = [0], 0
+    for layer_bytes, kv_bytes in zip(reversed(info.layer_bytes), reversed(kv), strict=True):
+        on_gpu += layer_bytes + kv_bytes  # llama.cpp offloads the last blocks first
+        vram.append(on_gpu + compute)
+    head = info.output_bytes + (info.embedding_bytes if info.tied_output else 0)
+    vram.append(on_gpu + head + compute)
+    return vram
+
+
 # -- choosing the split ---------------------------------------------------------------------
 def gpu_budget(memory: SystemMemory) -> int:
     """VRAM usable by the model after the safety margin, all GPUs together."""
@@ -221,8 +242,9 @@ def auto_gpu_layers(
         return GpuPlan(0, reinstall_hint(memory))
     budget = gpu_budget(memory)
     total = info.n_layers + 1
+    vram = vram_by_gpu_layers(info, n_ctx, **kwargs)
     for k in range(total, 0, -1):
-        if estimate(info, n_ctx, k, **kwargs).vram_bytes <= budget:
+        if vram[k] <= budget:
             where = "all" if k == total else f"{k} of {total}"
             return GpuPlan(
                 k,

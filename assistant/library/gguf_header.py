@@ -6,8 +6,11 @@ with it, the fit estimates use it, and the runtime builds the `ModelInfo` of a l
 from it. `info_from_headers` does the same for headers fetched over HTTP (`hub`).
 
 Errors: `read_gguf_info` raises `ModelLoadError` naming the file and the reason (missing, a
-folder, unreadable, not GGUF, truncated, or a header with values that cannot be used); nothing
-else is expected from it. `info_from_headers` raises `MalformedHeader` for unusable values.
+folder, unreadable, not GGUF, truncated, or a header with values that cannot be used, among
+them any value llama.cpp would abort the process on: see `gguf_checks`); nothing else is
+expected from it. `info_from_headers` raises `MalformedHeader` for unusable values.
+`check_vocabulary` adds the one check too slow for listing (a token listed twice), for loading
+and importing.
 """
 
 from __future__ import annotations
@@ -22,6 +25,11 @@ from typing import Any
 import gguf
 
 from assistant.errors import ModelLoadError
+from assistant.library.gguf_checks import check_hyperparameters, duplicate_token
+from assistant.library.gguf_checks import count as _count
+from assistant.library.gguf_checks import largest as _largest
+from assistant.library.gguf_checks import per_layer as _per_layer
+from assistant.library.gguf_checks import shown as _shown
 from assistant.library.gguf_parse import (
     ArrayLength,
     GGUFHeader,
@@ -144,8 +152,12 @@ class ModelInfo:
 
 
 # -- files ----------------------------------------------------------------------------------
-def read_header(path: Path) -> GGUFHeader:
-    """The header of one file, memory-mapped (no weight is read); ModelLoadError naming it."""
+def read_header(path: Path, *, tokens: bool = False) -> GGUFHeader:
+    """The header of one file, memory-mapped (no weight is read); ModelLoadError naming it.
+
+    With `tokens`, the token list is also scanned for a token listed twice (see
+    `check_vocabulary`)."""
+    problem = None
     try:
         with path.open("rb") as handle:
             size = path.stat().st_size
@@ -154,6 +166,8 @@ def read_header(path: Path) -> GGUFHeader:
             with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as buf:
                 magic = bytes(buf[:4])
                 header = parse_header(buf)
+                if tokens:
+                    problem = duplicate_token(buf, header.fields, header.endian)
     except FileNotFoundError:
         raise ModelLoadError(f"Model file not found: {path}") from None
     except IsADirectoryError:
@@ -172,7 +186,27 @@ def read_header(path: Path) -> GGUFHeader:
             f"{path} is truncated: its header promises {header.data_end:,} bytes but the file "
             f"has {size:,}; it is corrupted or incomplete (an interrupted download or copy?)."
         )
+    if problem:
+        raise ModelLoadError(f"{path} is not a usable GGUF model file: {problem}.")
     return header
+
+
+_vocabularies_checked: set[tuple[str, int, int]] = set()
+
+
+def check_vocabulary(path: str | Path) -> None:
+    """Refuse (ModelLoadError naming the file and the entries) a model whose token list names a
+    token twice: llama.cpp asserts it does not and aborts the whole process. Runs where a model
+    is loaded or imported (listing skips it: about 0.1 s per 50k tokens); once per file version."""
+    first = shard_paths(Path(path).expanduser())[0]
+    try:
+        stat = first.stat()
+    except OSError:
+        return  # read_gguf_info has named a missing or unreadable file already
+    key = (str(first.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _vocabularies_checked:
+        read_header(first, tokens=True)
+        _vocabularies_checked.add(key)
 
 
 def _not_usable(path: Path, magic: bytes, exc: MalformedHeader) -> ModelLoadError:
@@ -237,12 +271,9 @@ def info_from_headers(
     def key(name: str) -> str:
         return name.format(arch=arch)
 
+    # llama.cpp's limits and plausibility, before anything is sized by these numbers
+    check_hyperparameters(md, arch, tensors)
     n_layers = _count(md, key(gguf.Keys.LLM.BLOCK_COUNT))
-    if n_layers > len(tensors):  # every block has tensors: a larger count is not a real model
-        raise MalformedHeader(
-            f"{key(gguf.Keys.LLM.BLOCK_COUNT)} is {n_layers}, but the model has only "
-            f"{len(tensors)} tensors"
-        )
     n_embd = _count(md, key(gguf.Keys.LLM.EMBEDDING_LENGTH))
     n_head = _largest(md, key(gguf.Keys.Attention.HEAD_COUNT))
     n_head_kv = _per_layer(md, key(gguf.Keys.Attention.HEAD_COUNT_KV), n_layers, n_head)
@@ -290,54 +321,6 @@ def info_from_headers(
     )
 
 
-def _shown(value: Any) -> str:
-    if isinstance(value, (tuple, ArrayLength)):
-        length = value.length if isinstance(value, ArrayLength) else len(value)
-        return f"an array of {length} values"
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
-def _is_count(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
-
-
-def _count(md: Mapping[str, Any], name: str) -> int:
-    """A whole-number field (0 when absent)."""
-    value = md.get(name)
-    if value is None:
-        return 0
-    if not _is_count(value):
-        raise MalformedHeader(f"{name} is {_shown(value)}, not a whole number")
-    return value
-
-
-def _largest(md: Mapping[str, Any], name: str) -> int:
-    """A whole-number field, or the largest entry when it is given per layer."""
-    value = md.get(name)
-    if not isinstance(value, tuple):
-        return _count(md, name)
-    if not all(_is_count(v) for v in value):
-        raise MalformedHeader(f"{name} is {_shown(value)}, not whole numbers")
-    return max(value, default=0)
-
-
-def _per_layer(
-    md: Mapping[str, Any], name: str, n_layers: int, default: int = 0
-) -> tuple[int, ...]:
-    """A field given once for all layers or as one value per layer."""
-    value = md.get(name)
-    if value is None:
-        return (default,) * n_layers
-    if not isinstance(value, tuple):
-        return (_count(md, name),) * n_layers
-    if len(value) < n_layers or not all(_is_count(v) for v in value):
-        raise MalformedHeader(
-            f"{name} is {_shown(value)}; it needs a whole number for each of {n_layers} layers"
-        )
-    return tuple(value[:n_layers])
-
-
 def _text(md: Mapping[str, Any], name: str) -> str:
     """A text field ('' when absent; a value of another type is ignored, as llama.cpp does)."""
     value = md.get(name)
@@ -345,13 +328,13 @@ def _text(md: Mapping[str, Any], name: str) -> str:
 
 
 def _vocab_size(md: Mapping[str, Any], arch: str, tensors: list[TensorInfo]) -> int:
-    if md.get(f"{arch}.vocab_size"):
-        return _count(md, f"{arch}.vocab_size")
-    tokens = md.get(gguf.Keys.Tokenizer.LIST)
+    tokens = md.get(gguf.Keys.Tokenizer.LIST)  # what llama.cpp uses: the token list
     if isinstance(tokens, ArrayLength):
         return tokens.length
     if isinstance(tokens, tuple):
         return len(tokens)
+    if md.get(f"{arch}.vocab_size"):
+        return _count(md, f"{arch}.vocab_size")
     embd = next((t for t in tensors if t.name == "token_embd.weight"), None)
     return int(embd.shape[-1]) if embd and len(embd.shape) > 1 else 0
 

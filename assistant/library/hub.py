@@ -32,7 +32,14 @@ from assistant.library.hub_errors import (
     RemoteFileNotFoundError,
     RepoNotFoundError,
 )
-from assistant.library.hub_files import RemoteFile, RemoteModel, group_gguf_files
+from assistant.library.hub_files import (
+    RemoteFile,
+    RemoteModel,
+    declared_size,
+    group_gguf_files,
+    hex_digest,
+    safe_name,
+)
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 CHUNK = 1 << 20
@@ -197,13 +204,26 @@ def list_gguf_files(repo: str, revision: str = "main") -> list[RemoteModel]:
             f"Listing the files of {repo} needs a connection, and offline "
             f"mode is on (HF_HUB_OFFLINE=1). Downloaded from it: {names}."
         )
+    safe_name(repo, "the revision", revision)
     with hub_errors(repo):
         info = _api().model_info(repo, revision=revision, files_metadata=True)
-    files = [
-        RemoteFile(s.rfilename, s.size, s.lfs.sha256 if s.lfs else None)
-        for s in info.siblings or []
-    ]
+    files = [f for s in info.siblings or [] if (f := _listed_file(repo, s)) is not None]
     return group_gguf_files(repo, files)
+
+
+def _listed_file(repo: str, sibling) -> RemoteFile | None:
+    """A GGUF file of the listing, its name, size and checksum checked: they become paths and
+    limits. Other files are never downloaded, so their names never touch the disk."""
+    name = sibling.rfilename
+    if not isinstance(name, str) or not name.lower().endswith(".gguf"):
+        return None
+    safe_name(repo, "the file name the Hub listed", name)
+    size = declared_size(repo, name, sibling.size)
+    sha = sibling.lfs.sha256 if sibling.lfs else None
+    if sha is not None:
+        field = f"the SHA-256 the Hub listed for {name}"
+        sha = hex_digest(repo, field, sha.lower() if isinstance(sha, str) else sha, (64,))
+    return RemoteFile(name, size, sha)
 
 
 def choose(

@@ -118,8 +118,9 @@ def remove_cached(model: CachedModel) -> int:
     still_used = {
         Path(os.path.realpath(p)) for p in (storage / "snapshots").rglob("*") if p.is_symlink()
     }
+    own_blobs = Path(os.path.realpath(storage / "blobs"))
     for blob in blobs - still_used:
-        if blob.exists():
+        if blob.parent == own_blobs and blob.exists():  # never a file a link leads out to
             freed += blob.stat().st_size
             blob.unlink()
     _prune_empty(storage / "snapshots")

@@ -39,3 +39,7 @@ class DownloadCancelledError(HubError):
 
 class DiskSpaceError(HubError):
     """Not enough free disk space for a download or an import."""
+
+
+class UnsafeResponseError(HubError):
+    """The Hub (or a mirror) sent a name, size or body that cannot be used safely; refused."""

@@ -1,16 +1,22 @@
-"""GGUF files in a Hub repository: quantization labels and grouping shards into models.
+"""GGUF files in a Hub repository: quantization labels, grouping shards into models, and the
+rules every name from the network must pass before it becomes part of a path.
 
 Plain data and naming rules only (no network, no cache): `hub` lists a repository's files
-with these, `hub_cache` groups the files of a downloaded snapshot the same way.
+with these, `hub_cache` groups the files of a downloaded snapshot the same way, `download`
+checks the ETag, commit and sizes a server sends with them.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from assistant.library.gguf_header import SHARD_RE
+from assistant.library.hub_errors import UnsafeResponseError
+
+MAX_FILE_SIZE = 1 << 50  # 1 PiB: a declared size above this is a lie, not a model
+_HEX = re.compile(r"[0-9a-f]+")
 
 _QUANT = re.compile(
     r"(?:^|[-_.])((?:I?Q\d(?:_[A-Z0-9]+)*)|BF16|F16|F32|FP16|FP32|MXFP4(?:_MOE)?|TQ\d_\d)"
@@ -86,3 +92,59 @@ def group_gguf_files(repo: str, files: list[RemoteFile]) -> list[RemoteModel]:
             parts.sort(key=lambda p: p.filename)
             singles.append(RemoteModel(repo, base, quant_label(parts[0].filename), tuple(parts)))
     return sorted(singles, key=lambda m: (m.is_projector, m.size or 0, m.name))
+
+
+# -- names from the network -----------------------------------------------------------------------
+def _refuse(repo: str, field: str, value: object, reason: str) -> UnsafeResponseError:
+    """`field` says what and where from: 'the commit hash (X-Repo-Commit) the Hub sent'."""
+    shown = repr(value) if len(repr(value)) <= 120 else repr(value)[:117] + "..."
+    return UnsafeResponseError(
+        f"{repo}: {field}, {shown}, {reason}; refused before anything was written."
+    )
+
+
+def hex_digest(repo: str, field: str, value: object, lengths: tuple[int, ...]) -> str:
+    """`value` if it is a lowercase hex digest of one of `lengths` (40: git SHA-1, 64: SHA-256)."""
+    if not isinstance(value, str) or len(value) not in lengths or not _HEX.fullmatch(value):
+        wanted = "- or ".join(str(n) for n in lengths)
+        raise _refuse(repo, field, value, f"is not a {wanted}-digit lowercase hex digest")
+    return value
+
+
+def safe_name(repo: str, field: str, value: object) -> str:
+    """`value` if it is a relative '/'-separated name that cannot leave the folder it is joined
+    to on any system: no absolute or drive path, no '..', '.', empty part, backslash or NUL."""
+    if not isinstance(value, str) or not value:
+        raise _refuse(repo, field, value, "is not a file name")
+    reason = None
+    parts = value.split("/")
+    if any(c in value for c in "\\\0") or any(ord(c) < 32 for c in value):
+        reason = "holds a backslash or a control character"
+    elif PurePosixPath(value).is_absolute() or PureWindowsPath(value).drive:
+        reason = "is an absolute path"
+    elif ".." in parts or "." in parts:
+        reason = "climbs out of its folder with '..'"
+    elif "" in parts:
+        reason = "has an empty part"
+    elif any(":" in part for part in parts):
+        reason = "holds a ':' (a drive or stream on Windows)"
+    if reason:
+        raise _refuse(repo, field, value, reason)
+    return value
+
+
+def inside(root: Path, path: Path, repo: str, field: str, value: str) -> Path:
+    """`path` if, with every link resolved, it stays inside `root` (the cache folder)."""
+    if not path.resolve().is_relative_to(root.resolve()):
+        raise _refuse(repo, field, value, f"leads out of the cache folder {root}")
+    return path
+
+
+def declared_size(repo: str, filename: str, value: object) -> int | None:
+    """A file size from the listing or a header: None, or a plausible whole number of bytes."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_FILE_SIZE:
+        field = f"the size the Hub declared for {filename}"
+        raise _refuse(repo, field, value, "is not a plausible number of bytes")
+    return value

@@ -22,7 +22,13 @@ from typing import Any
 from assistant import paths
 from assistant.errors import InvalidInputError, ModelLoadError
 from assistant.library.embedded import find_embedded_model
-from assistant.library.gguf_header import SHARD_RE, GGUFInfo, read_gguf_info, shard_paths
+from assistant.library.gguf_header import (
+    SHARD_RE,
+    GGUFInfo,
+    check_vocabulary,
+    read_gguf_info,
+    shard_paths,
+)
 from assistant.library.hub_cache import cached_models, remove_cached
 from assistant.library.hub_errors import DiskSpaceError
 from assistant.library.sizes import format_bytes
@@ -185,6 +191,7 @@ def _add(
     src: Path, kind: str, source: str, progress: Callable[[int, int], None] | None
 ) -> LibraryModel:
     info = read_gguf_info(src)  # refuses anything that is not a complete GGUF, naming it
+    check_vocabulary(src)  # and a model llama.cpp would abort on (a token listed twice)
     if not info.is_chat_model:
         raise InvalidInputError(
             f"{src.name} is a {info.architecture} companion file (a vision "

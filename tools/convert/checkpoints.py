@@ -9,6 +9,7 @@ are never asked for (an optimizer's state) are never read.
 from __future__ import annotations
 
 import json
+import math
 import mmap
 import os
 from abc import ABC, abstractmethod
@@ -118,7 +119,7 @@ class SafetensorsFile(Checkpoint):
             )
         try:
             header = json.loads(self._file.read(n))
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: JSON nested too deeply
             raise ConversionError(f"{path} has a corrupt safetensors header.") from None
         if not isinstance(header, dict):
             raise ConversionError(f"{path} has a corrupt safetensors header.")
@@ -132,7 +133,12 @@ class SafetensorsFile(Checkpoint):
         try:
             dtype = _ST_DTYPES[entry["dtype"]]
             begin, end = (int(x) for x in entry["data_offsets"])
-            count = int(np.prod(entry["shape"], dtype=np.int64))
+            shape = entry["shape"]
+            if not isinstance(shape, list) or any(
+                isinstance(d, bool) or not isinstance(d, int) or d < 0 for d in shape
+            ):
+                raise ValueError("shape")
+            count = math.prod(shape)  # Python integers: a huge shape cannot wrap around
         except (KeyError, TypeError, ValueError):
             raise ConversionError(
                 f"{self.path}: tensor {name!r} has an unsupported dtype or a corrupt entry."
@@ -307,8 +313,10 @@ def open_index(index_path: Path, opener) -> Checkpoint:
     """A sharded checkpoint described by `*.index.json` (its weight_map names the shards)."""
     try:
         weight_map = json.loads(index_path.read_text(encoding="utf-8"))["weight_map"]
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
         raise ConversionError(f"{index_path} is not a valid shard index.") from None
+    if not isinstance(weight_map, dict) or not all(isinstance(f, str) for f in weight_map.values()):
+        raise ConversionError(f"{index_path} is not a valid shard index.")
     files = sorted(set(weight_map.values()))
     missing = [f for f in files if not (index_path.parent / f).is_file()]
     if missing:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +17,8 @@ from .checkpoints import (
     torch_load,
     unwrap_state_dict,
 )
+from .config_check import check_config
+from .json_files import read_json_object
 
 NANOGPT = "nanoGPT"
 TORCH_SUFFIXES = {".pt", ".pth", ".bin", ".ckpt"}
@@ -43,15 +44,7 @@ class Source:
 
 
 def read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConversionError(f"Cannot read {path}: {exc.strerror}.") from None
-    except ValueError as exc:
-        raise ConversionError(f"{path} is not valid JSON ({exc}).") from None
-    if not isinstance(data, dict):
-        raise ConversionError(f"{path} does not hold a JSON object.")
-    return data
+    return read_json_object(path)
 
 
 def architecture_of(config: Mapping[str, Any], where: Path | str) -> str:
@@ -66,23 +59,27 @@ def architecture_of(config: Mapping[str, Any], where: Path | str) -> str:
     )
 
 
-def nanogpt_config(model_args: Mapping[str, Any]) -> dict[str, Any]:
+def nanogpt_config(model_args: Mapping[str, Any], where: str = "model_args") -> dict[str, Any]:
     """nanoGPT's model_args in the Hugging Face GPT-2 vocabulary the GPT-2 mapper reads."""
+    if not isinstance(model_args, Mapping):
+        raise ConversionError(f"{where} is not a dictionary of model sizes.")
     try:
-        return {
+        config = {
             "architectures": [NANOGPT],
-            "n_layer": int(model_args["n_layer"]),
-            "n_head": int(model_args["n_head"]),
-            "n_embd": int(model_args["n_embd"]),
-            "n_positions": int(model_args["block_size"]),
-            "vocab_size": int(model_args["vocab_size"]),
+            "n_layer": model_args["n_layer"],
+            "n_head": model_args["n_head"],
+            "n_embd": model_args["n_embd"],
+            "n_positions": model_args["block_size"],
+            "vocab_size": model_args["vocab_size"],
             "bias": bool(model_args.get("bias", True)),
             "layer_norm_epsilon": 1e-5,
             "activation_function": "gelu",  # nn.GELU(): the exact erf form
             "tie_word_embeddings": True,
         }
-    except (KeyError, TypeError, ValueError) as exc:
+    except KeyError as exc:
         raise ConversionError(f"The nanoGPT checkpoint's model_args lack {exc}.") from None
+    check_config(config, where)
+    return config
 
 
 def resolve_source(src: Path, config_path: Path | None = None) -> Source:
@@ -105,6 +102,7 @@ def _from_folder(folder: Path, config_path: Path | None) -> Source:
             "folder that holds config.json, or pass --config."
         )
     config = read_json(config_file)
+    check_config(config, str(config_file))
     arch = architecture_of(config, config_file)
     checkpoint = open_folder_weights(folder)
     if checkpoint is None:
@@ -125,7 +123,7 @@ def _from_file(path: Path, config_path: Path | None) -> Source:
             state = unwrap_state_dict(obj["model"])
             if state is None:
                 raise ConversionError(f"{path}: its 'model' entry holds no tensors.")
-            config = nanogpt_config(obj["model_args"])
+            config = nanogpt_config(obj["model_args"], f"{path} (model_args)")
             name = path.parent.name if path.stem == "ckpt" else path.stem
             return Source(TorchStateDict(state, path), config, NANOGPT, folder, name)
         state = unwrap_state_dict(obj)
@@ -141,5 +139,11 @@ def _from_file(path: Path, config_path: Path | None) -> Source:
             f"{path} is a bare state dict: pass its config.json with --config so the "
             "architecture and sizes are known."
         )
-    config = read_json(config_file)
-    return Source(checkpoint, config, architecture_of(config, config_file), folder, path.stem)
+    try:
+        config = read_json(config_file)
+        check_config(config, str(config_file))
+        arch = architecture_of(config, config_file)
+    except ConversionError:
+        checkpoint.close()
+        raise
+    return Source(checkpoint, config, arch, folder, path.stem)

@@ -67,6 +67,17 @@ class LlamaMapper(Mapper):
         kind = (self.rope or {}).get("rope_type")
         if kind not in (None, "linear", "llama3", "yarn"):
             raise ConversionError(f"Rope scaling {kind!r} is not supported for {architecture}.")
+        needed = {"linear": ("factor",), "llama3": ("factor",)}.get(kind, ())
+        if kind == "yarn":
+            needed = ("factor", "original_max_position_embeddings")
+        for key in needed:
+            if (self.rope or {}).get(key) is None:
+                raise ConversionError(f"config.json: rope scaling {kind!r} needs {key}.")
+        if self.permute_qk and self.head_dim % 2:
+            raise ConversionError(
+                f"config.json: the head size {self.head_dim} is odd; rotary embeddings need "
+                "an even one."
+            )
 
     def write_hparams(self, w: gguf.GGUFWriter) -> None:
         w.add_context_length(int(find_hparam(self.config, "max_position_embeddings")))

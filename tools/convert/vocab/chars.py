@@ -14,6 +14,7 @@ from pathlib import Path
 
 from assistant.errors import ConversionError
 
+from ..config_check import show_value
 from ..safe_pickle import load_plain_pickle
 from .model import CONTROL, NORMAL, Vocab
 
@@ -48,12 +49,19 @@ def load_meta_pkl(path: Path) -> Vocab:
     stoi = meta.get("stoi") if isinstance(meta, Mapping) else None
     if not isinstance(stoi, Mapping) or not stoi:
         raise ConversionError(f"{path} has no 'stoi' character table.")
-    size = max(int(i) for i in stoi.values()) + 1
-    chars: list[str | None] = [None] * size
+    # n characters take the ids 0 to n - 1: any other id is refused before the table (as long
+    # as the largest id) is allocated.
     for ch, i in stoi.items():
-        if not isinstance(ch, str) or len(ch) != 1 or chars[int(i)] is not None:
+        if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < len(stoi):
+            raise ConversionError(
+                f"{path}: 'stoi' gives {ch!r} the id {show_value(i)}; the ids of its "
+                f"{len(stoi)} characters must be the whole numbers 0 to {len(stoi) - 1}."
+            )
+    chars: list[str | None] = [None] * len(stoi)
+    for ch, i in stoi.items():
+        if not isinstance(ch, str) or len(ch) != 1 or chars[i] is not None:
             raise ConversionError(f"{path}: 'stoi' is not a one-to-one character table.")
-        chars[int(i)] = ch
+        chars[i] = ch
     if any(c is None for c in chars):
         raise ConversionError(f"{path}: 'stoi' leaves ids without a character.")
     tokens = [byte_level(c) for c in chars]  # type: ignore[arg-type]

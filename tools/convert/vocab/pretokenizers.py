@@ -24,19 +24,25 @@ SPLIT_REGEXES = {
 KNOWN = "GPT-2 ByteLevel, SmolLM (digits + ByteLevel), Qwen2, Llama 3, Qwen3.5"
 
 
-def _is_byte_level(p: dict[str, Any], *, use_regex: bool) -> bool:
-    return p.get("type") == "ByteLevel" and bool(p.get("use_regex", True)) == use_regex
+def _is_byte_level(p: Any, *, use_regex: bool) -> bool:
+    return (
+        isinstance(p, dict)
+        and p.get("type") == "ByteLevel"
+        and bool(p.get("use_regex", True)) == use_regex
+    )
 
 
-def pre_tokenizer_name(pre: dict[str, Any] | None) -> str | None:
+def pre_tokenizer_name(pre: Any) -> str | None:
     """llama.cpp's name for this pre-tokenizer, or None when it has no equivalent."""
-    if not pre:
+    if not pre or not isinstance(pre, dict):
         return None
     if _is_byte_level(pre, use_regex=True):
         return "gpt-2"
     if pre.get("type") != "Sequence":
         return None
     steps = pre.get("pretokenizers") or []
+    if not isinstance(steps, list) or not all(isinstance(step, dict) for step in steps):
+        return None
     if (
         len(steps) == 2
         and steps[0].get("type") == "Digits"
@@ -50,7 +56,8 @@ def pre_tokenizer_name(pre: dict[str, Any] | None) -> str | None:
         and _is_byte_level(steps[1], use_regex=False)
     ):
         pattern = steps[0].get("pattern") or {}
-        return SPLIT_REGEXES.get(pattern.get("Regex", ""))
+        regex = pattern.get("Regex") if isinstance(pattern, dict) else None
+        return SPLIT_REGEXES.get(regex) if isinstance(regex, str) else None
     if len(steps) == 1 and _is_byte_level(steps[0], use_regex=True):
         return "gpt-2"
     return None

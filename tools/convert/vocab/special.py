@@ -7,13 +7,13 @@ tokenizer file itself says, then the ids in config.json. The chat template comes
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from assistant.errors import ConversionError
 
+from ..json_files import read_json
 from .model import Vocab
 
 _KINDS = {"bos": "bos_token", "eos": "eos_token", "unk": "unk_token", "pad": "pad_token"}
@@ -22,11 +22,17 @@ _KINDS = {"bos": "bos_token", "eos": "eos_token", "unk": "unk_token", "pad": "pa
 def _json(path: Path) -> dict[str, Any]:
     if not path.is_file():
         return {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        raise ConversionError(f"{path} is not valid JSON.") from None
+    data = read_json(path)
     return data if isinstance(data, dict) else {}
+
+
+def _text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConversionError(f"Cannot read {path}: {exc.strerror}.") from None
+    except UnicodeDecodeError:
+        raise ConversionError(f"{path} is not UTF-8 text.") from None
 
 
 def _content(value: Any) -> str | None:
@@ -72,12 +78,9 @@ def apply_side_files(
         add_eos = tok_config["add_eos_token"]
     template = vocab.chat_template or _template(tok_config.get("chat_template"))
     if template is None and template_file is not None:
-        template = template_file.read_text(encoding="utf-8")
+        template = _text(template_file)
     if chat_template is not None:
-        try:
-            template = chat_template.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ConversionError(f"Cannot read {chat_template}: {exc.strerror}.") from None
+        template = _text(chat_template)
     return replace(
         vocab, special=special, add_bos=add_bos, add_eos=add_eos, chat_template=template or None
     )
