@@ -31,3 +31,19 @@ def models_dir() -> Path:
     path = home() / "models"
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def cache_dir() -> Path:
+    """Caches that can be thrown away (saved KV states): under ASSISTANT_HOME when it is set,
+    the platform's cache folder otherwise (created on demand)."""
+    override = os.environ.get(HOME_ENV)
+    if override:
+        path = Path(override).expanduser() / "cache"
+    else:
+        path = platformdirs.user_cache_path(APP_NAME, False)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def kv_states_dir() -> Path:
+    return cache_dir() / "kv-states"

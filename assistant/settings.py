@@ -42,6 +42,13 @@ class Settings:
     # "model": the model file's chat template; "plain": a plain transcript instead (for a model
     # whose template fails: it is refused at load otherwise)
     chat_format: str = "model"
+    # a GGUF LoRA adapter applied on the model at load (empty: none), and how strongly
+    lora_path: str = ""
+    lora_scale: float = 1.0
+    # read the window again when it slides instead of shifting the KV cache (exact, slower)
+    exact_slide: bool = False
+    # disk budget for conversations' saved KV caches (0: none saved)
+    kv_cache_mb: int = 2048
     # What was wrong in the file when it was loaded (each value replaced by its default), one
     # user-facing line each: the CLI prints them, the app shows them. Never saved.
     problems: list[str] = field(default_factory=list, compare=False, repr=False)
@@ -82,6 +89,8 @@ class Settings:
             n_gpu_layers=self.n_gpu_layers,
             flash_attn=self.flash_attn,
             chat_format=self.chat_format,
+            lora_path=self.lora_path,
+            lora_scale=self.lora_scale,
         ).validated()
 
     def sampling_options(self) -> SamplingOptions:
@@ -91,8 +100,8 @@ class Settings:
 
 _DEFAULTS = Settings()
 _SAMPLING_DEFAULTS = SamplingOptions().to_dict()
-_TEXT = ("model", "system_prompt", "summary_length")
-_FLAGS = ("flash_attn", "summary_bullets")
+_TEXT = ("model", "system_prompt", "summary_length", "lora_path")
+_FLAGS = ("flash_attn", "summary_bullets", "exact_slide")
 
 
 def clean_settings(data: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
@@ -110,7 +119,8 @@ def clean_settings(data: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
             continue
         problem = _problem(name, value)
         if problem is None:
-            clean[name] = int(value) if name in RANGES and value is not None else value
+            integer = name in RANGES and RANGES[name].integer
+            clean[name] = int(value) if integer and value is not None else value
         else:
             problems.append(f"{problem} Using the default, {_show(getattr(_DEFAULTS, name))}.")
     return clean, problems

@@ -143,8 +143,19 @@ RANGES: dict[str, NumberRange] = {
             why="1 turns it off",
         ),
         NumberRange("seed", "--seed", 0, SEED_MAX),
+        NumberRange(
+            "kv_cache_mb", "--kv-cache-mb", 0, 1024**2, why="MB of saved caches, 0 turns it off"
+        ),
         NumberRange("chunk_tokens", "--chunk-tokens", CTX_MIN, CTX_MAX, why="tokens"),
         NumberRange("search_limit", "--limit", 1, 1000, why="results"),
+        NumberRange(
+            "lora_scale",
+            "--lora-scale",
+            -4.0,
+            4.0,
+            integer=False,
+            why="how strongly the adapter applies: 1 as trained, 0 not at all",
+        ),
     )
 }
 SAMPLING_NUMBERS = ("temperature", "top_p", "top_k", "min_p", "repeat_penalty", "max_tokens")
@@ -231,6 +242,9 @@ class LoadOptions:
     # "model": the chat template in the model file (refused at load if it fails);
     # "plain": the plain transcript format instead, chosen by the user
     chat_format: str = "model"
+    # a LoRA adapter in GGUF (assistant convert --adapter-only) applied on this model at load
+    lora_path: str = ""
+    lora_scale: float = 1.0
 
     def validated(self) -> LoadOptions:
         """These options with every number checked against `RANGES` (OutOfRangeError names the
@@ -243,6 +257,8 @@ class LoadOptions:
             n_batch=check_number("n_batch", self.n_batch),
             n_gpu_layers=check_number("n_gpu_layers", self.n_gpu_layers),
             flash_attn=bool(self.flash_attn),
+            lora_path=str(self.lora_path or ""),
+            lora_scale=check_number("lora_scale", self.lora_scale),
         )
 
     def adjusted(
@@ -274,6 +290,15 @@ class LoadOptions:
 
 @dataclass(frozen=True)
 class ReplyStats:
+    """Figures of one reply. Prompt tokens are `cached_tokens` (found in the KV cache, some of
+    them `restored_tokens` from a saved state) plus the tokens evaluated; `reread_tokens` of the
+    evaluated ones were held by the previous cache but could not be reused (a model that cannot
+    shift, exact re-reading chosen, new text placed before them); `shifted_tokens` were cut
+    out of the cache when the window slid. `ttft_s` runs from the start of the engine's work to
+    the first token; `wait_s` from the user's send (running summary included) to the first token,
+    spent on `summary_s` (folding older turns), `restore_s` (loading a saved state) and
+    `prompt_s` (reading the prompt)."""
+
     prompt_tokens: int = 0
     cached_tokens: int = 0
     completion_tokens: int = 0
@@ -281,9 +306,32 @@ class ReplyStats:
     tokens_per_s: float = 0.0
     total_s: float = 0.0
     finish_reason: str = "stop"  # stop | length | cancelled | error
+    shifted_tokens: int = 0
+    reread_tokens: int = 0
+    restored_tokens: int = 0
+    wait_s: float = 0.0
+    summary_s: float = 0.0
+    restore_s: float = 0.0
+    prompt_s: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class WaitStatus:
+    """Why the first token is not here yet, for the reply bubble: `stage` is 'summarizing'
+    (folding older turns into the running summary), 'restoring' (loading the conversation's saved
+    cache) or 'reading' (evaluating prompt tokens); `done` of `total` units of that stage."""
+
+    stage: str
+    done: int
+    total: int
+    text: str
+
+    @property
+    def fraction(self) -> float:
+        return min(1.0, self.done / self.total) if self.total > 0 else 0.0
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ LAYERS = {
     "assistant.documents": 3,
     "ui": 4,
     "tools": 4,
+    "assistant.server": 4,
     "assistant.cli": 5,
     "assistant.__main__": 5,
 }

@@ -124,7 +124,7 @@ def test_length_then_continue_extends_the_same_message(runtime, store):
     assert store.get_message(first.message_id).content == more.text
 
 
-def test_regenerate_and_edit_replace_the_tail(runtime, store):
+def test_regenerate_and_edit_replace_the_tail_and_keep_the_old_versions(runtime, store):
     session = ChatSession(runtime, store, sampling=SamplingOptions(temperature=0.8, max_tokens=20))
     session.send("Say hello.").join()
     session.send("Say goodbye.").join()
@@ -132,10 +132,14 @@ def test_regenerate_and_edit_replace_the_tail(runtime, store):
     session.regenerate().join()
     after = store.messages(session.conversation_id)
     assert len(after) == 4 and after[3].id != before[3].id and after[:3] == before[:3]
+    assert store.versions(session.conversation_id)[after[3].id].ids == (before[3].id, after[3].id)
     session.edit(before[0].id, "Say good morning.").join()
     edited = store.messages(session.conversation_id)
     assert [m.role for m in edited] == ["user", "assistant"]
-    assert edited[0].id == before[0].id and edited[0].content == "Say good morning."
+    assert edited[0].id != before[0].id and edited[0].content == "Say good morning."
+    assert store.versions(session.conversation_id)[edited[0].id].ids == (before[0].id, edited[0].id)
+    store.select_version(before[0].id)  # the old branch, as it was left
+    assert store.messages(session.conversation_id) == after
 
 
 def test_reply_is_saved_while_it_streams(runtime, store):

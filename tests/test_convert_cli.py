@@ -11,7 +11,7 @@ from assistant.engine.runtime import ModelRuntime
 from assistant.errors import ConversionError
 from assistant.types import LoadOptions
 from tests.convert_models import CHATML_TEMPLATE, zoo_for
-from tools.convert import verify
+from tools.convert import verify, verify_metrics
 from tools.convert.cli import add_convert_parser
 
 
@@ -63,7 +63,8 @@ def test_convert_with_verify_prints_figures(zoo, tmp_path, capsys):
 
 def test_failed_verification_exits_non_zero_and_keeps_the_file(zoo, tmp_path, capsys, monkeypatch):
     model = zoo.get("gpt2")
-    monkeypatch.setitem(verify.THRESHOLDS, "f16", (0.0, 1.0))  # no file can pass NMSE < 0
+    # no file can pass NMSE < 0
+    monkeypatch.setitem(verify.THRESHOLDS, "f16", verify_metrics.Limits(max_nmse=0.0))
     out = tmp_path / "gpt2.gguf"
     rc = run_convert_cli([str(model.source), "--out", str(out), "--verify"])
     captured = capsys.readouterr()

@@ -170,13 +170,13 @@ def test_not_enough_disk_space(llama_dir, out_dir, monkeypatch):
 
 
 def test_failed_quantization_removes_the_temporary_file(llama_dir, out_dir, monkeypatch):
-    from tools.convert import pipeline
+    from tools.convert import steps
 
     def fail(src, dst, kind, threads=None):
         assert src.is_file()
         raise ConversionError("llama.cpp could not quantize (simulated).")
 
-    monkeypatch.setattr(pipeline, "quantize_file", fail)
+    monkeypatch.setattr(steps, "quantize_file", fail)
     refused(llama_dir, out_dir, "simulated", out_type="q4_k_m")
 
 

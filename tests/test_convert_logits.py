@@ -64,9 +64,11 @@ def test_verify_reference_forward_equals_transformers(zoo, name):
     try:
         mapper = mapper_for(source.architecture, source.config)
         weights = load_weights(source.checkpoint)
-        for ids in model.prompts():
-            ours = mapper.reference_logits(weights, ids).numpy()
-            np.testing.assert_allclose(ours, model.reference_logits(ids), atol=2e-4, rtol=1e-4)
+        prompts = model.prompts()
+        for ours, ids in zip(mapper.reference_logits(weights, prompts), prompts, strict=True):
+            np.testing.assert_allclose(
+                ours.numpy(), model.reference_logits(ids), atol=2e-4, rtol=1e-4
+            )
     finally:
         source.close()
 

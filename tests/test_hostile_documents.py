@@ -278,7 +278,7 @@ class WordRuntime:
         self._last = messages[-1].content
         return [0] * self.count_prompt(messages)
 
-    def stream(self, tokens, sampling, cancel=None):
+    def stream(self, tokens, sampling, cancel=None, on_progress=None):
         if self.chars_before_first_call is None:
             self.chars_before_first_call = self.tokenized_chars
         self.calls += 1

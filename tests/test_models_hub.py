@@ -230,7 +230,7 @@ def test_gated_and_missing_repos_explained(fake_hub):
 
 def test_unreachable_hub(fake_hub, monkeypatch):
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # discard port: refused
-    with pytest.raises(HubConnectionError, match="Cannot reach the Hub.*HF_HUB_OFFLINE=1"):
+    with pytest.raises(HubConnectionError, match="Cannot reach the Hub.*already downloaded work"):
         hub.search("x")
 
 

@@ -122,8 +122,8 @@ def test_stop_reaches_the_running_summary(runtime_factory, store, monkeypatch):
     real_stream = rt.stream
     summary_tokens: list[int] = []
 
-    def stream(prompt, sampling=None, cancel=None):
-        inner = real_stream(prompt, sampling, cancel)
+    def stream(prompt, sampling=None, cancel=None, **engine_options):
+        inner = real_stream(prompt, sampling, cancel, **engine_options)
         if not (prompt and getattr(prompt[0], "content", "").startswith(SUMMARY_INSTRUCTIONS[:40])):
             return inner
 

@@ -61,7 +61,7 @@ class WordModel:
         self._last = messages[-1].content
         return list(range(self.count_prompt(messages)))
 
-    def stream(self, tokens, sampling, cancel=None):
+    def stream(self, tokens, sampling, cancel=None, on_progress=None):
         self.calls.append(len(tokens) + sampling.max_tokens)
         body = self._last.split(":\n", 1)[1]
         lines = [ln.strip("- ").split()[:6] for ln in body.splitlines() if ln.strip()][:5]
@@ -82,7 +82,7 @@ class ScriptedModel(WordModel):
         self.reply = reply
         self.prompts: list[str] = []
 
-    def stream(self, tokens, sampling, cancel=None):
+    def stream(self, tokens, sampling, cancel=None, on_progress=None):
         self.calls.append(len(tokens) + sampling.max_tokens)
         self.prompts.append(self._last)
         return _Stream(self.reply)
@@ -214,8 +214,8 @@ def test_long_document_in_several_levels_at_ctx_512(runtime_factory):
     calls = []
     real_stream = rt.stream
 
-    def recording_stream(prompt, sampling=None, cancel=None):
-        stream = real_stream(prompt, sampling, cancel)
+    def recording_stream(prompt, sampling=None, cancel=None, **kwargs):
+        stream = real_stream(prompt, sampling, cancel, **kwargs)
         calls.append(stream)
         return stream
 

@@ -27,9 +27,14 @@ from ui.main_window import MainWindow  # noqa: E402
 from ui.prompt_dialog import PromptDialog  # noqa: E402
 from ui.settings_dialog import SettingsDialog  # noqa: E402
 
-from .ui_windows import LOAD_TIMEOUT, open_window  # noqa: E402
+from .ui_windows import (  # noqa: E402
+    LOAD_TIMEOUT,
+    REPLY_TIMEOUT,
+    open_window,
+    send,
+    window_factory,
+)
 
-REPLY_TIMEOUT = 180_000
 LONG_PROMPT = "Write a very long story about a dragon, a knight and a lighthouse, in ten chapters."
 PARAGRAPH = (
     "Here is some background about my garden. It has tomatoes, beans, carrots, lettuce, basil, "
@@ -41,28 +46,7 @@ PARAGRAPH = (
 
 @pytest.fixture
 def make_window(qtbot):
-    """Open a window with small, seeded replies; closes it (and its model thread) at the end."""
-    windows: list[MainWindow] = []
-
-    def make(*, n_ctx: int = 1024, max_tokens: int = 40, model: str = "") -> MainWindow:
-        window = open_window(qtbot, n_ctx=n_ctx, max_tokens=max_tokens, model=model)
-        window.confirm = lambda _title, _text: True
-        windows.append(window)
-        return window
-
-    yield make
-    for window in windows:
-        window.close()
-
-
-def send(qtbot, window: MainWindow, text: str, *, wait: bool = True) -> None:
-    """Type into the box and press Enter, as a user does; optionally wait for the reply."""
-    window.input.setPlainText(text)
-    if not wait:
-        qtbot.keyClick(window.input, Qt.Key.Key_Return)
-        return
-    with qtbot.waitSignal(window.host.idle, timeout=REPLY_TIMEOUT):
-        qtbot.keyClick(window.input, Qt.Key.Key_Return)
+    yield from window_factory(qtbot)
 
 
 def start_long_reply(qtbot, window: MainWindow, pieces: int = 3) -> list[str]:
@@ -100,7 +84,7 @@ def test_send_streams_the_reply_into_the_view_and_sqlite(make_window, qtbot, mon
     assert len(pieces) > 1 and "".join(pieces) == reply.content  # streamed, piece by piece
     widget = window.chat.messages()[-1]
     assert widget.message_id == reply.id and widget.text() == reply.content
-    assert "tokens/s" in widget.stats_label.text() and "first token" in widget.stats_label.text()
+    assert "tokens/s" in widget.stats_label.text() and "waited" in widget.stats_label.text()
     assert 0 < window.meter.used <= 1024
     assert window.sidebar.ids() == [window.conversation_id]
     assert threads and threading.main_thread().name not in threads  # never on the GUI thread
@@ -129,7 +113,7 @@ def test_escape_stops_the_reply_within_a_token_and_keeps_it(make_window, qtbot):
     assert window.send_button.text() == "Send"
 
 
-def test_regenerate_replaces_the_last_reply(make_window, qtbot):
+def test_regenerate_replaces_the_last_reply_and_keeps_the_old_one(make_window, qtbot):
     window = make_window()
     send(qtbot, window, "Say hello.")
     first = window.store.messages(window.conversation_id)[-1]
@@ -148,14 +132,18 @@ def test_regenerate_replaces_the_last_reply(make_window, qtbot):
     stored = window.store.messages(window.conversation_id)
     assert len(stored) == 2
     assert [w.message_id for w in window.chat.messages()] == [m.id for m in stored]
-    assert window.chat.messages()[-1].text() == stored[-1].content
+    last = window.chat.messages()[-1]
+    assert last.text() == stored[-1].content
+    assert last.version_label.text() == "3/3" and last.older_button.isEnabled()
+    assert window.store.versions(window.conversation_id)[stored[-1].id].ids[0] == first.id
 
 
-def test_edit_and_resend_replaces_the_later_turns(make_window, qtbot):
+def test_edit_and_resend_keeps_the_old_branch_to_flip_back_to(make_window, qtbot):
     window = make_window()
     send(qtbot, window, "What is 2 plus 2?")
     send(qtbot, window, "And 3 plus 3?")
-    assert len(window.store.messages(window.conversation_id)) == 4
+    before = window.store.messages(window.conversation_id)
+    assert len(before) == 4
     first = window.chat.messages()[0]
     assert first.edit_button.isVisibleTo(window)
     qtbot.mouseClick(first.edit_button, Qt.MouseButton.LeftButton)
@@ -165,12 +153,17 @@ def test_edit_and_resend_replaces_the_later_turns(make_window, qtbot):
         qtbot.mouseClick(first.resend_button, Qt.MouseButton.LeftButton)
     stored = window.store.messages(window.conversation_id)
     assert [m.role for m in stored] == ["user", "assistant"]
-    assert stored[0].id == first.message_id and stored[0].content == "What is 5 plus 5?"
+    assert stored[0].content == "What is 5 plus 5?" and stored[0].id != before[0].id
     assert [w.text() for w in window.chat.messages()] == [m.content for m in stored]
+    edited = window.chat.messages()[0]
+    assert edited.version_label.text() == "2/2", "the old branch is one click away"
+    qtbot.mouseClick(edited.older_button, Qt.MouseButton.LeftButton)
+    assert [w.text() for w in window.chat.messages()] == [m.content for m in before]
+    assert window.store.messages(window.conversation_id) == before
 
 
-def test_switching_conversation_mid_reply_stops_and_saves_it(make_window, qtbot):
-    window = make_window(max_tokens=400)
+def test_switching_chats_mid_reply_lets_it_finish_in_the_background(make_window, qtbot):
+    window = make_window(max_tokens=120)
     send(qtbot, window, "Say hi.")
     first_id = window.conversation_id
     qtbot.keyClick(window.input, Qt.Key.Key_N, Qt.KeyboardModifier.ControlModifier)
@@ -178,18 +171,42 @@ def test_switching_conversation_mid_reply_stops_and_saves_it(make_window, qtbot)
     start_long_reply(qtbot, window)
     second_id = window.conversation_id
     assert second_id not in (None, first_id)
-    row = window.sidebar.ids().index(first_id)
-    window.sidebar.list.setCurrentRow(row)  # the user clicks the other conversation
-    qtbot.waitUntil(
-        lambda: window.conversation_id == first_id and not window.host.replying,
-        timeout=REPLY_TIMEOUT,
-    )
-    interrupted = window.store.messages(second_id)[-1]
-    assert interrupted.role == "assistant" and interrupted.status == "cancelled"
-    assert interrupted.content
+    window.sidebar.list.setCurrentRow(window.sidebar.ids().index(first_id))
+    assert window.conversation_id == first_id and window.host.replying, "it goes on"
+    assert window.send_button.text() == "Send", "this chat is free"
+    assert "Writing in" in window.sidebar.queue_label.text()
     shown = window.chat.messages()
     assert [w.text() for w in shown] == [m.content for m in window.store.messages(first_id)]
-    assert shown[0].text() == "Say hi."
+    window.input.setPlainText("Name a fruit.")  # the model is busy: this one waits its turn
+    qtbot.keyClick(window.input, Qt.Key.Key_Return)
+    waiting = window.chat.messages()[-1]
+    assert "Waiting for the reply in" in waiting.status_label.text()
+    assert "waiting" in window.sidebar.queue_label.text()
+    with qtbot.waitSignal(window.host.idle, timeout=REPLY_TIMEOUT):
+        pass
+    background = window.store.messages(second_id)[-1]
+    assert background.role == "assistant" and background.status in {"complete", "length"}
+    assert window.store.messages(first_id)[-1].content == window.chat.messages()[-1].text()
+    assert not window.sidebar.queue_label.isVisibleTo(window)
+    window.sidebar.list.setCurrentRow(window.sidebar.ids().index(second_id))
+    assert window.chat.messages()[-1].text() == background.content
+
+
+def test_returning_to_a_chat_mid_reply_shows_the_reply_still_growing(make_window, qtbot):
+    window = make_window(max_tokens=200)
+    send(qtbot, window, "Say hi.")
+    first_id = window.conversation_id
+    window.new_chat()
+    start_long_reply(qtbot, window)
+    second_id = window.conversation_id
+    window.select_conversation(first_id)
+    window.select_conversation(second_id)
+    live = window.chat.messages()[-1]
+    assert live.status == "streaming" and window.send_button.text() == "Stop"
+    with qtbot.waitSignal(window.host.idle, timeout=REPLY_TIMEOUT):
+        qtbot.keyClick(window.input, Qt.Key.Key_Escape)
+    stored = window.store.messages(second_id)[-1]
+    assert stored.status == "cancelled" and window.chat.messages()[-1].text() == stored.content
 
 
 def watch_store_close(window: MainWindow) -> list[bool]:
@@ -315,30 +332,21 @@ def test_full_context_under_the_stop_policy_is_explained_and_recoverable(make_wi
     assert [m.role for m in stored[-2:]] == ["user", "assistant"] and stored[-2].content == text
 
 
-def test_a_corrupt_model_shows_the_reason_and_the_app_keeps_working(
+def test_a_corrupt_saved_model_falls_back_to_the_built_in_one_with_the_reason(
     make_window, qtbot, tmp_path, model_path
 ):
     broken = tmp_path / "broken.gguf"
     broken.write_bytes(model_path.read_bytes()[:3_000_000])  # an interrupted download
     window = make_window(model=str(broken))
-    assert window.info is None and window.model_label.text() == "No model loaded"
-    assert (
-        "broken.gguf" in window.banner.text() and "corrupted or incomplete" in window.banner.text()
-    )
-    send(qtbot, window, "Hello?")  # still usable: the message is refused with the reason
-    assert "No model is loaded" in window.banner.text()
-    assert window.input.toPlainText() == "Hello?"  # and given back, not lost
-    window.input.clear()
-    qtbot.keyClick(window.input, Qt.Key.Key_Comma, Qt.KeyboardModifier.ControlModifier)
-    dialog = window.findChild(SettingsDialog)
-    assert dialog is not None and dialog.isVisible()
-    dialog.model_combo.setCurrentIndex(0)  # back to the embedded model
-    with qtbot.waitSignal(window.model_ready, timeout=LOAD_TIMEOUT):
-        dialog.accept()
-    assert window.info is not None and Settings.load().model == ""
-    assert window.banner.kind != "error" or not window.banner.text()
-    send(qtbot, window, "Hello again.")
+    assert window.info is not None and "SmolLM2 135M Instruct" in window.model_label.text()
+    text = window.model_banner.text()
+    assert "broken.gguf" in text and "corrupted or incomplete" in text and "built-in" in text
+    assert Settings.load().model == str(broken), "the choice is not forgotten silently"
+    send(qtbot, window, "Hello?")  # the app works on the built-in model meanwhile
     assert window.store.messages(window.conversation_id)[-1].role == "assistant"
+    with qtbot.waitSignal(window.model_ready, timeout=LOAD_TIMEOUT):
+        window.use_model("")  # the user picks the built-in model for good
+    assert Settings.load().model == "" and not window.model_banner.text()
 
 
 def test_keyboard_shortcuts(make_window, qtbot):
@@ -388,22 +396,25 @@ def test_messages_are_reachable_and_copyable_from_the_keyboard(make_window, qtbo
     assert QApplication.focusWidget() is not segment, "Tab moves on from a message"
 
 
-def test_a_refused_message_goes_back_to_the_box_even_when_sent_before(
-    make_window, qtbot, tmp_path, model_path
-):
-    window = make_window()
-    send(qtbot, window, "Say hi.")
-    stored = window.store.messages(window.conversation_id)
-    broken = tmp_path / "broken.gguf"
-    broken.write_bytes(model_path.read_bytes()[:3_000_000])
-    with qtbot.waitSignal(window.model_ready, timeout=LOAD_TIMEOUT):
-        window.use_model(str(broken))  # the model is gone: the next send is refused
-    assert window.info is None
+def test_a_refused_message_goes_back_to_the_box_even_when_sent_before(qtbot, monkeypatch):
+    import assistant.library.embedded as embedded
+
+    store = Store()
+    conv = store.create_conversation(title="Greetings")
+    store.add_message(conv.id, "user", "Say hi.")
+    store.add_message(conv.id, "assistant", "Hi!")
+    stored = store.messages(conv.id)
+    store.close()
+    monkeypatch.setattr(embedded, "find_embedded_model", lambda: None)  # no model at all
+    window = open_window(qtbot, n_ctx=1024, max_tokens=20)
+    assert window.info is None and window.model_label.text() == "No model loaded"
+    assert "not installed" in window.model_banner.text()
     send(qtbot, window, "Say hi.")  # the very same text as the stored message
     assert "No model is loaded" in window.banner.text()
     assert window.input.toPlainText() == "Say hi.", "given back, not lost"
-    assert window.store.messages(window.conversation_id) == stored
+    assert window.store.messages(conv.id) == stored
     assert [w.message_id for w in window.chat.messages()] == [m.id for m in stored]
+    window.close()
 
 
 def test_a_reply_updates_the_view_without_reading_the_store(make_window, qtbot, monkeypatch):
@@ -431,7 +442,7 @@ def test_a_reply_updates_the_view_without_reading_the_store(make_window, qtbot, 
     assert [w.text() for w in window.chat.messages()] == [m.content for m in stored]
     assert window.chat.messages()[-1].status_label.text() in (
         "",
-        "<i>stopped at the length limit</i>",
+        "stopped at the length limit",
     )
     assert window.sidebar.ids()[0] == window.conversation_id
     assert window.sidebar.list.item(0).text() == "Say hi."
@@ -458,10 +469,9 @@ def test_the_window_does_not_import_llama_cpp_or_numpy(tmp_path):
     assert out.stdout.strip() == "[]"
 
 
-def test_switching_away_while_the_rolling_summary_is_written_stops_it(
-    make_window, qtbot, monkeypatch
-):
-    """The reply's cancel event reaches the summary of the turns that left the window."""
+def test_stop_while_the_rolling_summary_is_written_cuts_it_short(make_window, qtbot, monkeypatch):
+    """The reply's cancel event reaches the summary of the turns that left the window; the
+    bubble says what the wait is for meanwhile."""
     import assistant.conversation.session as session_module
 
     real_fold = session_module.fold_into_summary
@@ -476,9 +486,6 @@ def test_switching_away_while_the_rolling_summary_is_written_stops_it(
 
     monkeypatch.setattr(session_module, "fold_into_summary", fold)
     window = make_window(n_ctx=512, max_tokens=24)
-    send(qtbot, window, "Say hi.")
-    first_id = window.conversation_id
-    window.new_chat()
     window.policy_combo.setCurrentIndex(window.policy_combo.findData("summarize"))
     window.policy_combo.activated.emit(window.policy_combo.currentIndex())
     for i in range(8):
@@ -487,14 +494,15 @@ def test_switching_away_while_the_rolling_summary_is_written_stops_it(
         if entered.is_set():
             break
     assert entered.is_set(), "no turn ever left the window"
-    second_id = window.conversation_id
-    window.sidebar.list.setCurrentRow(window.sidebar.ids().index(first_id))
-    qtbot.waitUntil(  # well before the held summary would have ended by itself
-        lambda: window.conversation_id == first_id and not window.host.replying, timeout=20_000
-    )
+    bubble = window.chat.messages()[-1]
+    qtbot.waitUntil(lambda: "Summarizing" in bubble.status_label.text(), timeout=5000)
+    assert "older message" in bubble.status_label.text()
+    with qtbot.waitSignal(window.host.idle, timeout=20_000):  # well before it would end
+        qtbot.keyClick(window.input, Qt.Key.Key_Escape)
     assert outcomes == [(True, None)], "stopped, and the summary was cut short"
-    assert window.store.get_conversation(second_id).summary == "", "nothing half-written kept"
-    assert window.store.messages(second_id)[-1].status == "cancelled"
+    conversation = window.store.get_conversation(window.conversation_id)
+    assert conversation.summary == "", "nothing half-written kept"
+    assert window.store.messages(window.conversation_id)[-1].status == "cancelled"
 
 
 def test_bad_values_in_the_settings_file_are_named_in_the_banner(qtbot, assistant_home):
@@ -504,7 +512,7 @@ def test_bad_values_in_the_settings_file_are_named_in_the_banner(qtbot, assistan
     with qtbot.waitSignal(window.model_ready, timeout=120_000):
         window.show()
         window.start()
-    text = window.banner.label.text()
-    assert window.banner.isVisible() and "n_ctx" in text and "n_threads" in text
+    text = window.model_banner.label.text()
+    assert window.model_banner.isVisible() and "n_ctx" in text and "n_threads" in text
     assert window.settings.n_ctx == Settings().n_ctx, "the default is used instead"
     window.close()

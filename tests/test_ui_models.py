@@ -87,7 +87,7 @@ def test_unreachable_and_offline_hub_errors_are_shown(qtbot, fake_hub, monkeypat
     assert manager.search_button.isEnabled()
 
 
-def test_import_set_default_and_remove(qtbot, tiny_files, tmp_path):
+def test_import_load_and_remove(qtbot, tiny_files, tmp_path):
     src = tmp_path / "mine.gguf"
     src.write_bytes(tiny_files["tiny-Q8_0.gguf"])
     manager = ModelManager()
@@ -99,33 +99,38 @@ def test_import_set_default_and_remove(qtbot, tiny_files, tmp_path):
     manager.library_list.setCurrentRow(ids.index(new_id))
     chosen: list[str] = []
     manager.model_chosen.connect(chosen.append)
-    manager.default_button.click()
-    assert chosen == [new_id]
+    manager.load_button.click()
+    assert chosen == [new_id] and "Loading" in manager.status_label.text()
     manager.confirm = lambda _t, _m: True
     manager.remove_button.click()
     assert "Removed" in manager.status_label.text() or "removed" in manager.status_label.text()
     assert new_id not in [m.id for m in library.list_models(include_unusable=True)]
 
 
-def test_catalog_lists_sizes_and_fit(qtbot):
+def test_catalog_lists_sizes_fit_and_what_each_model_is_for(qtbot):
     manager = ModelManager()
     qtbot.addWidget(manager)
     items = texts(manager.catalog_list)
     assert items and all(" MB" in t or " GB" in t for t in items)
     assert any("CPU only" in t or "GPU" in t or "too large" in t for t in items)
+    assert all("CPU only" not in t or "CPU only (" in t for t in items), "CPU only says why"
+    assert all(len(t.splitlines()) == 2 and "Licence" in t for t in items), "a description"
+    names = [manager.library_list.item(i).text() for i in range(manager.library_list.count())]
+    assert any(n.startswith("SmolLM2 135M Instruct · built in") for n in names)
 
 
-def test_the_window_opens_the_manager_and_uses_the_chosen_model(qtbot, monkeypatch):
+def test_the_window_opens_the_manager_and_loads_the_chosen_model(qtbot, monkeypatch):
     from assistant.settings import Settings
     from ui.main_window import MainWindow
 
     window = MainWindow(Settings())
     qtbot.addWidget(window)
-    monkeypatch.setattr(window, "load_model", lambda: None)
+    loads: list[str] = []
+    monkeypatch.setattr(window.models, "load", lambda wanted: loads.append(wanted.model))
     window.models_action.trigger()
     manager = window.findChild(ModelManager)
     assert manager is not None and manager.isVisible()
     manager.library_list.setCurrentRow(0)
-    manager.default_button.click()
-    assert Settings.load().model == window.settings.model
+    manager.load_button.click()
+    assert loads == [""], "the built-in model, asked for by the window"
     manager.close()

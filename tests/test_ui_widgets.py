@@ -122,6 +122,55 @@ def test_stats_line_reads_like_a_sentence():
     assert stats_line({}) == ""
 
 
+def test_stats_line_reports_the_wait_and_what_it_went_to():
+    line = stats_line(
+        {
+            "completion_tokens": 30,
+            "tokens_per_s": 40.0,
+            "ttft_s": 1.05,
+            "wait_s": 19.8,
+            "summary_s": 12.1,
+            "prompt_s": 6.5,
+            "restore_s": 0.01,
+            "prompt_tokens": 1912,
+            "cached_tokens": 82,
+        }
+    )
+    assert line == (
+        "30 tokens · 40.0 tokens/s · waited 19.80 s (summarizing older messages 12.1 s, "
+        "reading 1,830 tokens 6.5 s) · prompt 1912 (82 cached)"
+    )
+
+
+def test_a_waiting_reply_says_why_with_progress(qtbot):
+    widget = MessageWidget("assistant", 1)
+    qtbot.addWidget(widget)
+    widget.set_status("streaming")
+    widget.set_wait("Reading 1,830 tokens of this conversation…", (512, 1830))
+    assert "Reading 1,830 tokens" in widget.status_label.text()
+    assert not widget.wait_bar.isHidden() and widget.wait_bar.value() == 512
+    widget.set_text("Hello")
+    assert "Reading" not in widget.status_label.text() and widget.wait_bar.isHidden()
+
+
+def test_versions_switcher_and_export_file_names(qtbot):
+    from ui.export_import import file_name
+
+    widget = MessageWidget("assistant", 7)
+    qtbot.addWidget(widget)
+    widget.set_actions(last=True, idle=True)
+    widget.set_versions((3, 7, 9), 1)
+    assert widget.version_label.text() == "2/3"
+    asked: list[int] = []
+    widget.version_requested.connect(asked.append)
+    widget.older_button.click()
+    widget.newer_button.click()
+    assert asked == [3, 9]
+    widget.set_versions((), 0)
+    assert widget.older_button.isHidden() and widget.version_label.text() == ""
+    assert file_name("Plan: a/b \\ trip?") == "Plan a b trip" and file_name("...") == "chat"
+
+
 def test_message_widgets_never_open_windows_of_their_own(qtbot):
     before = visible_windows()
     for role in ("user", "assistant"):
@@ -316,7 +365,7 @@ def test_context_meter_shows_use_and_what_left(qtbot):
 
 def test_settings_dialog_edits_and_returns_settings(qtbot):
     settings = Settings(n_ctx=2048, policy="drop")
-    dialog = SettingsDialog(settings, system_prompt="Be brief.", gpu_supported=False)
+    dialog = SettingsDialog(settings, system_prompt="Be brief.", gpu_supported=True, gpus=("A",))
     qtbot.addWidget(dialog)
     assert dialog.system_prompt() == "Be brief." and dialog.model_combo.currentData() == ""
     dialog.preset_combo.setCurrentText("Programmer")
@@ -325,7 +374,7 @@ def test_settings_dialog_edits_and_returns_settings(qtbot):
     dialog.max_tokens.setValue(256)
     dialog.seed.setValue(42)
     dialog.policy_combo.setCurrentIndex(dialog.policy_combo.findData("summarize"))
-    assert dialog.gpu_layers() == settings.n_gpu_layers and not dialog.gpu_spin.isEnabled()
+    assert dialog.gpu_layers() == settings.n_gpu_layers and dialog.gpu_spin.isHidden()
     new = dialog.settings()
     assert new.system_prompt == PRESETS["Programmer"] and new.n_ctx == 8192
     assert new.sampling["max_tokens"] == 256 and new.sampling["seed"] == 42
@@ -336,7 +385,7 @@ def test_settings_dialog_edits_and_returns_settings(qtbot):
     )
     dialog.gpu_mode.setCurrentIndex(dialog.gpu_mode.findData(1))
     dialog.gpu_spin.setValue(12)
-    assert dialog.gpu_spin.isEnabled() and dialog.settings().n_gpu_layers == 12
+    assert not dialog.gpu_spin.isHidden() and dialog.settings().n_gpu_layers == 12
     names = [
         w.accessibleName()
         for w in (
@@ -348,6 +397,20 @@ def test_settings_dialog_edits_and_returns_settings(qtbot):
         )
     ]
     assert all(names)
+
+
+@pytest.mark.parametrize(
+    "supported, gpus, reason",
+    [(False, ("A",), "no GPU support"), (True, (), "No GPU found")],
+)
+def test_without_a_gpu_the_gpu_line_says_why_and_offers_no_layers(qtbot, supported, gpus, reason):
+    settings = Settings(n_gpu_layers=12)
+    dialog = SettingsDialog(settings, gpu_supported=supported, gpus=gpus)
+    qtbot.addWidget(dialog)
+    assert reason in dialog.gpu_note.text() and not dialog.gpu_note.isHidden()
+    assert not dialog.gpu_mode.isEnabled() and dialog.gpu_mode.currentData() == 0
+    assert dialog.gpu_spin.isHidden(), "no greyed-out layer count"
+    assert dialog.settings().n_gpu_layers == 12, "the saved choice is kept for a GPU later"
 
 
 # -- platform check ------------------------------------------------------------------------------

@@ -1,12 +1,12 @@
 """Save screenshots of the desktop app to docs/screenshots/ (for the README).
 
-Starts the real app (model loading on its worker thread) in a throw-away ASSISTANT_HOME, and
-saves: the empty window, a conversation with a Markdown reply (code block, list, table), and
-the settings dialog. The conversation is written to the store first, so the pictures do not
-depend on what the small embedded model happens to say. Without a DISPLAY the script re-runs
-itself under `xvfb-run` (apt-get install xvfb); `--offscreen` uses Qt's offscreen platform.
+Starts the real app in a throw-away ASSISTANT_HOME, asks the embedded model a few questions
+through the window (real replies, streamed as a user would see them: nothing is written into
+the store by hand), then saves the window at 1280×800 and 800×600, in the light and the dark
+theme, and the settings dialog. Without a DISPLAY it uses Qt's offscreen platform (or
+`--xvfb` re-runs it under `xvfb-run`, apt-get install xvfb).
 
-Usage: python tools/screenshots.py [--out docs/screenshots] [--offscreen]
+Usage: python tools/screenshots.py [--out docs/screenshots] [--xvfb]
 """
 
 from __future__ import annotations
@@ -22,59 +22,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 MARKER = "ASSISTANT_SCREENSHOTS_UNDER_XVFB"
 
-QUESTION = "How do I read a CSV file in Python and add up one column?"
-ANSWER = """Use the standard library's `csv` module; no extra package is needed.
-
-```python
-import csv
-
-
-def column_total(path: str, column: str) -> float:
-    with open(path, newline="", encoding="utf-8") as handle:
-        return sum(float(row[column]) for row in csv.DictReader(handle))
-
-
-print(column_total("sales.csv", "amount"))
-```
-
-**How it works**
-
-1. `csv.DictReader` reads each row as a dictionary keyed by the header line.
-2. The generator turns the column into numbers and `sum` adds them up.
-
-| Approach | Needs | Best for |
-|---|---|---|
-| `csv` module | nothing | small and medium files |
-| `pandas` | `pip install pandas` | analysis and big files |
-"""
-STATS = {
-    "prompt_tokens": 61,
-    "cached_tokens": 0,
-    "completion_tokens": 171,
-    "ttft_s": 0.09,
-    "tokens_per_s": 118.6,
-    "total_s": 1.53,
-    "finish_reason": "stop",
-    "context": {
-        "n_ctx": 4096,
-        "used": 61,
-        "reserve": 512,
-        "dropped_messages": 0,
-        "summarized_messages": 0,
-    },
-}
-OTHER_CHATS = ("Plan a weekend in Lisbon", "Explain the difference between TCP and UDP")
-
-
-def seed(store) -> int:
-    for title in OTHER_CHATS:
-        conv = store.create_conversation(title=title)
-        store.add_message(conv.id, "user", title)
-        store.add_message(conv.id, "assistant", "…")
-    conv = store.create_conversation(title="Sum a CSV column in Python")
-    store.add_message(conv.id, "user", QUESTION)
-    store.add_message(conv.id, "assistant", ANSWER, tokens=171, stats=STATS)
-    return conv.id
+OTHER_CHATS = ("Give me three ideas for a rainy weekend.", "What is the capital of France?")
+QUESTION = "How do I read a CSV file in Python? Show a short example with code."
+SIZES = ((1280, 800), (800, 600))
+THEMES = ("light", "dark")
 
 
 def settle(seconds: float = 0.4) -> None:
@@ -87,66 +38,85 @@ def settle(seconds: float = 0.4) -> None:
         time.sleep(0.01)
 
 
-def shoot(out: Path) -> None:
+def wait(condition, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError("the app did not get there in time")
+        settle(0.05)
+
+
+def ask(window, text: str) -> None:
+    """Type a question and press Enter, as a user does; wait until the reply is saved."""
+    window.input.setPlainText(text)
+    window.send()
+    wait(lambda: not window.host.replying)
+
+
+def shoot(out: Path) -> list[Path]:
     os.environ["ASSISTANT_HOME"] = tempfile.mkdtemp(prefix="screenshots-")
     sys.path.insert(0, str(ROOT))
-    from ui.app import build_window, make_application
+    from assistant.settings import Settings
+    from assistant.types import SamplingOptions
+    from ui.app import make_application
+    from ui.main_window import MainWindow
     from ui.settings_dialog import SettingsDialog
 
     make_application()
-    window = build_window()
-    window.resize(1200, 780)
+    settings = Settings(n_ctx=2048)
+    settings.sampling = SamplingOptions(max_tokens=200, temperature=0.3, seed=11).to_dict()
+    settings.save()
+    window = MainWindow(settings)
+    window.resize(*SIZES[0])
     window.show()
     window.start()
-    deadline = time.monotonic() + 120
-    while window.info is None and time.monotonic() < deadline:
-        settle(0.1)
+    wait(lambda: window.info is not None)
+    for text in OTHER_CHATS:
+        ask(window, text)
+        window.new_chat()
+    ask(window, QUESTION)
     settle()
     out.mkdir(parents=True, exist_ok=True)
-    saved = [out / "empty.png", out / "conversation.png", out / "settings.png"]
-    window.grab().save(str(saved[0]))
-    conversation_id = seed(window.store)
-    window.open_conversation(conversation_id)
-    settle()
-    window.grab().save(str(saved[1]))
+    saved = []
+    for theme in THEMES:
+        window.set_theme(theme)
+        for width, height in SIZES:
+            window.resize(width, height)
+            window.chat.scroll_to_bottom()
+            settle(0.6)
+            path = out / f"app-{width}x{height}-{theme}.png"
+            window.grab().save(str(path))
+            saved.append(path)
+    window.set_theme("light")
     window.open_settings()
     settle()
     dialog = window.findChild(SettingsDialog)
-    dialog.grab().save(str(saved[2]))
+    path = out / "settings.png"
+    dialog.grab().save(str(path))
+    saved.append(path)
     dialog.close()
     window.close()
-    for path in saved:
-        print(path)
+    return saved
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "screenshots")
-    parser.add_argument("--offscreen", action="store_true", help="use Qt's offscreen platform")
+    parser.add_argument("--xvfb", action="store_true", help="run under xvfb-run (a real X server)")
     args = parser.parse_args()
-    if args.offscreen:
-        os.environ["QT_QPA_PLATFORM"] = "offscreen"
-    elif not os.environ.get("DISPLAY") and not os.environ.get(MARKER):
+    if args.xvfb and not os.environ.get(MARKER):
         xvfb = shutil.which("xvfb-run")
         if xvfb is None:
-            print(
-                "error: no DISPLAY and no xvfb-run (apt-get install xvfb), or use --offscreen",
-                file=sys.stderr,
-            )
+            print("error: no xvfb-run (apt-get install xvfb); leave out --xvfb", file=sys.stderr)
             return 1
         os.environ[MARKER] = "1"
-        command = [
-            xvfb,
-            "-a",
-            "-s",
-            "-screen 0 1400x1000x24",
-            sys.executable,
-            __file__,
-            "--out",
-            str(args.out),
-        ]
+        screen = "-screen 0 1400x1000x24"
+        command = [xvfb, "-a", "-s", screen, sys.executable, __file__, "--out", str(args.out)]
         os.execv(xvfb, command)
-    shoot(args.out.resolve())
+    if not os.environ.get(MARKER) and not os.environ.get("DISPLAY"):
+        os.environ["QT_QPA_PLATFORM"] = "offscreen"
+    for path in shoot(args.out.resolve()):
+        print(path)
     return 0
 
 

@@ -29,7 +29,9 @@ def make_application(argv: list[str] | None = None) -> QApplication:
         app.setApplicationName(APP_NAME)
         app.setApplicationDisplayName(APP_NAME)
         app.setDesktopFileName("offline-assistant")
-        follow_system(app)
+        from . import ui_state
+
+        follow_system(app, ui_state.load().get("theme", "system"))
     return app
 
 

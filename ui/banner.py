@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton, QToolButton, QWidget
 
 STYLES = {
@@ -16,6 +16,8 @@ STYLES = {
 
 
 class Banner(QFrame):
+    dismissed = Signal()  # the user closed it (or used one of its actions)
+
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
         self.setObjectName("banner")
@@ -65,6 +67,13 @@ class Banner(QFrame):
         ]
 
     def dismiss(self) -> None:
+        was_shown = not self.isHidden()
+        self.clear()
+        if was_shown:
+            self.dismissed.emit()
+
+    def clear(self) -> None:
+        """Hide it without telling anyone (another chat's notices are shown instead)."""
         self.hide()
         self._clear_actions()
 

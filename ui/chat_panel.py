@@ -1,6 +1,11 @@
-"""The window's right-hand column: title, context policy and meter, notices, the messages, the
-summary progress bar and the message box. Widgets and their look only; the window and its
-controllers decide what they show."""
+"""The window's right-hand column: the header (title, model, context policy and meter), notices,
+the messages, the summary progress bar and the message box. Widgets and their look only; the
+window and its controllers decide what they show.
+
+Notices belong to what they are about: the model banner to the model (it stays whichever chat
+is open), every other notice to its conversation (switching chats shows that chat's notice, a
+new chat starts with none).
+"""
 
 from __future__ import annotations
 
@@ -8,64 +13,54 @@ from collections.abc import Callable, Sequence
 
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
-    QComboBox,
     QHBoxLayout,
     QLabel,
     QProgressBar,
     QPushButton,
+    QSizePolicy,
     QVBoxLayout,
     QWidget,
 )
 
-from assistant.types import Policy
-
 from .banner import Banner
+from .chat_header import ChatHeader
 from .chat_view import ChatView
-from .context_meter import ContextMeter
+from .documents_panel import DocumentsPanel
 from .input_box import InputBox
-from .settings_dialog import POLICY_NAMES
 
 NoticeActions = Sequence[tuple[str, Callable[[], object]]]
+Notice = tuple[str, str, NoticeActions]  # text, kind ("error" or "info"), actions
 
 
 class ChatPanel(QWidget):
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
+        # never wider than the window allows: messages wrap, the header rearranges itself
+        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.setMinimumWidth(300)
         column = QVBoxLayout(self)
         column.setContentsMargins(4, 8, 8, 8)
-        column.addLayout(self._build_header())
+        self.header = header = ChatHeader()
+        column.addWidget(header)
+        self.title_label = header.title_label
+        self.model_picker = header.model_picker
+        self.policy_combo = header.policy_combo
+        self.meter = header.meter
+        self.prompt_button = header.prompt_button
+        self.model_banner = Banner()
+        self.model_banner.setAccessibleName("Model notice")
+        column.addWidget(self.model_banner)
         self.banner = Banner()
+        self.banner.dismissed.connect(self._forget_notice)
         column.addWidget(self.banner)
+        self.documents = DocumentsPanel()  # the chat's documents (hidden while there are none)
+        column.addWidget(self.documents)
         self.chat = ChatView()
         column.addWidget(self.chat, 1)
         column.addWidget(self._build_summary_bar())
         column.addLayout(self._build_input())
-
-    def _build_header(self) -> QHBoxLayout:
-        header = QHBoxLayout()
-        self.title_label = QLabel()
-        self.title_label.setObjectName("conversationTitle")
-        self.title_label.setAccessibleName("Conversation title")
-        font = self.title_label.font()
-        font.setBold(True)
-        self.title_label.setFont(font)
-        self.policy_combo = QComboBox()
-        self.policy_combo.setAccessibleName("Context policy for this conversation")
-        self.policy_combo.setToolTip(
-            "What happens when this conversation outgrows the context window"
-        )
-        for policy in Policy:
-            self.policy_combo.addItem(POLICY_NAMES[policy.value], policy.value)
-        self.meter = ContextMeter()
-        self.prompt_button = QPushButton("What the model sees")
-        self.prompt_button.setAccessibleName("What the model sees")
-        self.prompt_button.setToolTip("Show the exact prompt of the last reply (Ctrl+Shift+P)")
-        header.addWidget(self.title_label, 1)
-        header.addWidget(QLabel("When full:"))
-        header.addWidget(self.policy_combo)
-        header.addWidget(self.meter)
-        header.addWidget(self.prompt_button)
-        return header
+        self._notices: dict[int | None, Notice] = {}
+        self.shown_chat: int | None = None
 
     def _build_summary_bar(self) -> QWidget:
         """Shown while a document is summarized: model calls done, ETA, and Cancel (Esc)."""
@@ -74,12 +69,14 @@ class ChatPanel(QWidget):
         row.setContentsMargins(0, 0, 0, 0)
         self.summary_label = QLabel()
         self.summary_label.setAccessibleName("Summary progress")
+        self.summary_label.setWordWrap(True)
+        self.summary_label.setMinimumWidth(1)
         self.summary_progress = QProgressBar()
         self.summary_progress.setAccessibleName("Summary progress bar")
         self.summary_cancel = QPushButton("Cancel")
         self.summary_cancel.setAccessibleName("Cancel summary")
         self.summary_cancel.setToolTip("Stop and keep the summary of what was read so far (Esc)")
-        row.addWidget(self.summary_label, 1)
+        row.addWidget(self.summary_label, 2)
         row.addWidget(self.summary_progress, 1)
         row.addWidget(self.summary_cancel)
         self.summary_bar.hide()
@@ -96,24 +93,60 @@ class ChatPanel(QWidget):
         return row
 
     # -- what it shows ---------------------------------------------------------------------
-    def show_conversation(self, title: str, policy: str) -> None:
+    def show_conversation(self, conversation_id: int | None, title: str, policy: str) -> None:
+        """Switch to this conversation's title, policy and notices."""
+        if conversation_id is None:
+            self._notices.pop(None, None)  # a new chat starts with nothing to say
         self.title_label.setText(title)
         index = self.policy_combo.findData(policy)
         if index >= 0:
             self.policy_combo.setCurrentIndex(index)
+        self.shown_chat = conversation_id
+        self.documents.show_conversation(conversation_id)
+        notice = self._notices.get(conversation_id)
+        if notice is None:
+            self.banner.clear()
+        else:
+            self.banner.show_message(*notice)
+
+    def chat_created(self, conversation_id: int) -> None:
+        """The new chat on screen got its row: its notices go with it."""
+        if self.shown_chat is None:
+            self.shown_chat = conversation_id
+            if None in self._notices:
+                self._notices[conversation_id] = self._notices.pop(None)
 
     def set_replying(self, replying: bool) -> None:
-        """Send turns into Stop while a reply or summary owns the model."""
+        """Send turns into Stop while this chat's reply or summary owns the model or waits
+        for it."""
         self.send_button.setText("Stop" if replying else "Send")
         self.send_button.setAccessibleName("Stop reply" if replying else "Send message")
         self.send_button.setToolTip("Stop the reply (Esc)" if replying else "Send (Enter)")
         self.chat.set_idle(not replying)
 
+    def notify(
+        self, conversation_id: int | None, text: str, kind: str, actions: NoticeActions = ()
+    ) -> None:
+        """A notice about one conversation: shown now if it is open, else when it is."""
+        self._notices[conversation_id] = (text, kind, tuple(actions))
+        if conversation_id == self.shown_chat:
+            self.banner.show_message(text, kind, actions)
+
+    def notice_of(self, conversation_id: int | None) -> str:
+        notice = self._notices.get(conversation_id)
+        return notice[0] if notice else ""
+
+    def dismiss_notice(self) -> None:
+        self.banner.dismiss()
+
     def show_error(self, message: str, actions: NoticeActions = ()) -> None:
-        self.banner.show_message(message, "error", actions)
+        self.notify(self.shown_chat, message, "error", actions)
 
     def show_info(self, message: str, actions: NoticeActions = ()) -> None:
-        self.banner.show_message(message, "info", actions)
+        self.notify(self.shown_chat, message, "info", actions)
+
+    def _forget_notice(self) -> None:
+        self._notices.pop(self.shown_chat, None)
 
     def show_summary_progress(self, text: str, done: int = 0, total: int = 0) -> None:
         """The progress bar under the messages (total 0: busy, not counted yet)."""

@@ -14,7 +14,6 @@ class ContextMeter(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         self.bar = QProgressBar()
         self.bar.setAccessibleName("Context window usage")
-        self.bar.setMinimumWidth(150)
         self.bar.setMaximumHeight(18)
         self.bar.setTextVisible(True)
         self.left_label = QLabel()
@@ -42,6 +41,8 @@ class ContextMeter(QWidget):
         self.bar.setRange(0, max(self.n_ctx, 1))
         self.bar.setValue(self.used)
         self.bar.setFormat(f"{self.used} / {self.n_ctx} tokens" if self.n_ctx else "no model")
+        # as wide as its text, whatever the numbers: the figures never run into the label
+        self.bar.setMinimumWidth(self.bar.fontMetrics().horizontalAdvance(self.bar.format()) + 28)
         parts = []
         if self.dropped:
             parts.append(f"{self.dropped} dropped")

@@ -1,8 +1,12 @@
-"""Convert a model…: a PyTorch / Hugging Face / nanoGPT checkpoint to GGUF, off the GUI thread.
+"""Convert a model…: a PyTorch / Hugging Face / nanoGPT checkpoint, or a PEFT LoRA adapter
+folder, to GGUF, off the GUI thread.
 
 The conversion runs in a QThread and reports through queued signals; Cancel sets an event
 the converter checks between tensors. On success "Chat with it" registers the file in the
-library and asks the window (signal `model_chosen`) to make it the model.
+library and asks the window (signal `model_chosen`) to make it the model. An adapter is merged
+into its base (a new model), or kept as a GGUF adapter: then "Chat with it" loads the base's
+GGUF from the library with the adapter applied (signal `adapter_chosen`), converting the base
+first when the library has no model made from it.
 """
 
 from __future__ import annotations
@@ -33,7 +37,9 @@ from PySide6.QtWidgets import (
 from assistant import paths
 from assistant.errors import AssistantError
 from assistant.library.sizes import format_bytes
-from tools.convert.out_types import OUT_TYPES
+from tools.convert.out_types import DIRECT_TYPES, OUT_TYPES
+
+from .convert_adapter import AdapterOptions, is_adapter_folder, library_model_for
 
 STAGES = {"writing": "Writing", "quantizing": "Quantizing to", "verifying": "Verifying:"}
 
@@ -70,8 +76,9 @@ class ConvertThread(QThread):
 
 def result_text(result: Any) -> str:
     """The summary shown after a conversion: file, size, time, and the verification."""
+    what = "the adapter " if getattr(result, "kind", "model") == "adapter" else ""
     lines = [
-        f"Wrote {Path(result.path).name} ({result.gguf_architecture}, {result.out_type}, "
+        f"Wrote {what}{Path(result.path).name} ({result.gguf_architecture}, {result.out_type}, "
         f"{result.n_tensors} tensors, {format_bytes(result.size_bytes)}) "
         f"in {result.seconds:.1f} s."
     ]
@@ -85,6 +92,7 @@ def result_text(result: Any) -> str:
 
 class ConvertDialog(QDialog):
     model_chosen = Signal(str)  # library id of the converted model, for "Chat with it"
+    adapter_chosen = Signal(str, str)  # library id of the base, path of the GGUF adapter
     finished_conversion = Signal(bool)  # tests wait on it: True on success
 
     def __init__(self, parent: QWidget | None = None):
@@ -94,13 +102,19 @@ class ConvertDialog(QDialog):
         self.setMinimumWidth(560)
         self.thread_: ConvertThread | None = None
         self.converted: Any = None
+        self.base_model_id: str | None = None  # the base an adapter is applied on
         layout = QVBoxLayout(self)
         layout.addLayout(self._form())
+        self.adapter_box = AdapterOptions()
+        self.adapter_box.hide()
+        self.adapter_box.changed.connect(self._adapter_mode_changed)
+        layout.addWidget(self.adapter_box)
         self.progress_bar = QProgressBar()
         self.progress_bar.setAccessibleName("Conversion progress")
         self.progress_bar.hide()
         self.status_label = QLabel(
-            "Choose a checkpoint: a Hugging Face folder, ckpt.pt, .safetensors, .bin or .pt."
+            "Choose a checkpoint: a Hugging Face folder, ckpt.pt, .safetensors, .bin or .pt, "
+            "or a LoRA adapter folder (adapter_config.json)."
         )
         self.status_label.setAccessibleName("Conversion status")
         self.status_label.setWordWrap(True)
@@ -117,7 +131,7 @@ class ConvertDialog(QDialog):
         form = QFormLayout()
         self.source_edit = QLineEdit()
         self.source_edit.setAccessibleName("Checkpoint to convert")
-        self.source_edit.textChanged.connect(self._suggest_output)
+        self.source_edit.textChanged.connect(self._source_changed)
         folder = self._button("Folder…", "Choose a model folder", self._browse_folder)
         file = self._button("File…", "Choose a checkpoint file", self._browse_file)
         form.addRow("Checkpoint:", _row(self.source_edit, folder, file))
@@ -185,6 +199,27 @@ class ConvertDialog(QDialog):
         if path:
             self.out_edit.setText(path if path.endswith(".gguf") else path + ".gguf")
 
+    def _source_changed(self, text: str) -> None:
+        adapter = is_adapter_folder(text.strip())
+        if adapter and not self.adapter_box.isVisible():
+            self.adapter_box.offer(text.strip())
+        self.adapter_box.setVisible(adapter)
+        self._adapter_mode_changed()
+
+    def adapter_mode(self) -> bool:
+        return self.adapter_box.isVisible() and self.adapter_box.keep_adapter()
+
+    def _adapter_mode_changed(self) -> None:
+        """A GGUF adapter is written in a direct type only (f16 by default)."""
+        keep = self.adapter_mode()
+        model = self.type_combo.model()
+        for i in range(self.type_combo.count()):
+            item = model.item(i)  # type: ignore[attr-defined]
+            item.setEnabled(not keep or self.type_combo.itemText(i) in DIRECT_TYPES)
+        if keep and self.type_combo.currentText() not in DIRECT_TYPES:
+            self.type_combo.setCurrentText("f16")
+        self._suggest_output()
+
     def _suggest_output(self) -> None:
         text = self.source_edit.text().strip()
         if not text:
@@ -193,20 +228,27 @@ class ConvertDialog(QDialog):
         stem = src.name if src.is_dir() or not src.suffix else src.stem
         if stem in ("ckpt", "model", "pytorch_model", "out", ""):
             stem = src.parent.name if src.is_dir() else src.parent.name or stem
-        name = f"{stem or 'model'}.{self.type_combo.currentText()}.gguf"
-        self.out_edit.setText(str(paths.models_dir() / name))
+        kind = self.type_combo.currentText()
+        if self.adapter_mode():  # not in the models folder: the library lists models only
+            out = paths.models_dir() / "adapters" / f"{stem or 'adapter'}.lora.{kind}.gguf"
+        else:
+            out = paths.models_dir() / f"{stem or 'model'}.{kind}.gguf"
+        self.out_edit.setText(str(out))
 
     # -- running ---------------------------------------------------------------------------
     def options(self) -> Any:
         from tools.convert.pipeline import ConvertOptions
 
         tokenizer = self.tokenizer_edit.text().strip()
+        adapter = self.adapter_box.isVisible()
         return ConvertOptions(
             source=Path(self.source_edit.text().strip()).expanduser(),
             out=Path(self.out_edit.text().strip()).expanduser(),
             out_type=self.type_combo.currentText(),
             tokenizer=Path(tokenizer).expanduser() if tokenizer else None,
             verify=self.verify_check.isChecked(),
+            base=(self.adapter_box.base() or None) if adapter else None,
+            adapter_only=self.adapter_mode(),
         )
 
     def start(self) -> None:
@@ -217,17 +259,21 @@ class ConvertDialog(QDialog):
             self._show_error("Choose the GGUF file to write.")
             return
         out = Path(self.out_edit.text().strip()).expanduser()
-        if out.parent == paths.models_dir():
+        if out.parent in (paths.models_dir(), paths.models_dir() / "adapters"):
             out.parent.mkdir(parents=True, exist_ok=True)
         self.converted = None
+        self.base_model_id = None
         self.chat_button.hide()
-        self.thread_ = ConvertThread(self.options(), self)
+        self._run(self.options(), self._on_succeeded, "Reading the checkpoint…")
+
+    def _run(self, options: Any, on_success: Any, status: str) -> None:
+        self.thread_ = ConvertThread(options, self)
         self.thread_.progress.connect(self._on_progress)
-        self.thread_.succeeded.connect(self._on_succeeded)
+        self.thread_.succeeded.connect(on_success)
         self.thread_.failed.connect(self._on_failed)
         self.progress_bar.setRange(0, 0)
         self.progress_bar.show()
-        self.status_label.setText("Reading the checkpoint…")
+        self.status_label.setText(status)
         self._set_running(True)
         self.thread_.start()
 
@@ -249,7 +295,39 @@ class ConvertDialog(QDialog):
     def _on_succeeded(self, result: Any) -> None:
         self.converted = result
         self._finish()
+        if result.kind == "adapter":
+            self.base_model_id = library_model_for(result.base)
+            if self.base_model_id is None:
+                self._convert_base(result)
+                return
         self.status_label.setText(result_text(result))
+        self.chat_button.setVisible(True)
+        self.finished_conversion.emit(True)
+
+    def _convert_base(self, adapter: Any) -> None:
+        """No library model comes from the adapter's base: convert it (q8_0) to apply it on."""
+        from tools.convert.pipeline import ConvertOptions
+
+        out = paths.models_dir() / f"{Path(adapter.base).name}.q8_0.gguf"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        options = ConvertOptions(source=Path(adapter.base), out=out, out_type="q8_0")
+        status = f"Converting the base model {Path(adapter.base).name} to apply the adapter on…"
+        self._run(options, self._on_base_converted, status)
+
+    def _on_base_converted(self, base: Any) -> None:
+        from assistant.library import local as library
+
+        self._finish()
+        adapter = self.converted
+        try:
+            self.base_model_id = library.register_converted(base.path, str(adapter.base)).id
+        except AssistantError as exc:
+            self._on_failed(str(exc))
+            return
+        self.status_label.setText(
+            f"{result_text(adapter)}\nConverted the base model to {Path(base.path).name} "
+            f"({format_bytes(base.size_bytes)}) to apply the adapter on."
+        )
         self.chat_button.setVisible(True)
         self.finished_conversion.emit(True)
 
@@ -276,6 +354,7 @@ class ConvertDialog(QDialog):
             self.out_edit,
             self.verify_check,
             self.convert_button,
+            self.adapter_box,
         ):
             widget.setEnabled(not running)
         self.cancel_button.setEnabled(running)
@@ -289,6 +368,12 @@ class ConvertDialog(QDialog):
         if self.converted is None:
             return
         from assistant.library import local as library
+
+        if self.converted.kind == "adapter":
+            if self.base_model_id is not None:
+                self.adapter_chosen.emit(self.base_model_id, str(self.converted.path))
+                self.accept()
+            return
 
         try:
             model = library.register_converted(self.converted.path, self.source_edit.text().strip())

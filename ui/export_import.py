@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,12 +14,25 @@ from assistant.conversation.store import Store
 from assistant.errors import AssistantError
 
 
+def file_name(title: str) -> str:
+    """A file name from a chat title: the characters file systems refuse or that mean a
+    folder are left out, spaces kept, at most 60 characters; 'chat' for nothing left."""
+    kept = re.sub(r'[\x00-\x1f<>:"/\\|?*]+', " ", title)
+    kept = " ".join(kept.split()).strip(" .")[:60].strip(" .")
+    return kept or "chat"
+
+
 def export_chat(
     parent: QWidget, store: Store, conversation_id: int, show_error: Callable[[str], None]
 ) -> None:
-    """Ask for a file (.md or .json) and write the conversation to it."""
+    """Ask for a file (.md or .json, named after the chat) and write the conversation to it."""
+    try:
+        title = store.get_conversation(conversation_id).title
+    except AssistantError as exc:
+        show_error(str(exc))
+        return
     path, _ = QFileDialog.getSaveFileName(
-        parent, "Export chat", "chat.md", "Markdown (*.md);;JSON (*.json)"
+        parent, "Export chat", f"{file_name(title)}.md", "Markdown (*.md);;JSON (*.json)"
     )
     if not path:
         return

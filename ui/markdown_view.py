@@ -99,6 +99,8 @@ class AutoHeightBrowser(QTextBrowser):
             Qt.TextInteractionFlag.TextBrowserInteraction
             | Qt.TextInteractionFlag.TextSelectableByKeyboard
         )
+        # the message's own menu (copy, edit, regenerate, delete...) covers the text too
+        self.setContextMenuPolicy(Qt.ContextMenuPolicy.NoContextMenu)
         palette = self.palette()
         palette.setColor(QPalette.ColorRole.Base, Qt.GlobalColor.transparent)
         self.setPalette(palette)
@@ -239,6 +241,15 @@ class MarkdownView(QWidget):
             self._layout.removeWidget(part)
             part.deleteLater()
         del self._parts[len(segments) :]
+
+    def selected_text(self) -> str:
+        """The text selected in any part of the message ('' when none)."""
+        for part in self._parts:
+            view = part.view if isinstance(part, CodeBlock) else part
+            text = view.textCursor().selectedText()
+            if text:
+                return text.replace("\u2029", "\n").replace("\u2028", "\n")
+        return ""
 
     def set_dimmed(self, dimmed: bool) -> None:
         """Grey the prose of a message the model no longer sees."""

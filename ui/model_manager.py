@@ -6,14 +6,12 @@ queued signals; one task at a time, so the status line always says what is happe
 
 from __future__ import annotations
 
-import sys
 import threading
-import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import Qt, QThread, Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QCloseEvent
 from PySide6.QtWidgets import (
     QDialog,
@@ -34,31 +32,9 @@ from PySide6.QtWidgets import (
 from assistant.errors import AssistantError
 from assistant.library.sizes import format_bytes
 
+from .tasks import Task
+
 DATA = Qt.ItemDataRole.UserRole
-
-
-class Task(QThread):
-    """Runs fn(report, cancel) off the GUI thread; emits progress, then done or failed."""
-
-    progress = Signal(object)
-    done = Signal(object)
-    failed = Signal(str)
-
-    def __init__(self, fn: Callable[[Callable[[Any], None], threading.Event], Any], parent=None):
-        super().__init__(parent)
-        self.fn = fn
-        self.cancel_event = threading.Event()
-
-    def run(self) -> None:
-        try:
-            result = self.fn(self.progress.emit, self.cancel_event)
-        except AssistantError as exc:
-            self.failed.emit(str(exc))
-        except Exception as exc:  # a bug on this thread: logged, and shown in the status line
-            traceback.print_exc(file=sys.stderr)
-            self.failed.emit(f"{type(exc).__name__}: {exc}")
-        else:
-            self.done.emit(result)
 
 
 def size_text(n: int | None) -> str:
@@ -73,7 +49,8 @@ def progress_text(p: Any) -> str:
 
 
 class ModelManager(QDialog):
-    model_chosen = Signal(str)  # "Set as default": a library id
+    model_chosen = Signal(str)  # "Load": a library id ("" for the built-in model)
+    library_changed = Signal()  # a model was imported, downloaded or removed
     task_finished = Signal(bool)  # tests wait on it: True when the task succeeded
 
     def __init__(self, n_ctx: int = 4096, parent: QWidget | None = None):
@@ -118,10 +95,15 @@ class ModelManager(QDialog):
         row = QHBoxLayout()
         self.import_button = _button("Import .gguf…", "Import a GGUF file", self._browse_import)
         self.remove_button = _button("Remove", "Remove the selected model", self.remove_selected)
-        self.default_button = _button(
-            "Set as default", "Use the selected model for chatting", self.set_default
+        self.load_button = _button(
+            "Load", "Load the selected model for chatting (and keep it next time)", self.load
         )
-        for b in (self.import_button, self.remove_button, self.default_button):
+        self.load_button.setToolTip(
+            "Switch the chat to this model now; it stays the model next time. The current "
+            "model stays loaded until this one is ready."
+        )
+        self.library_list.itemActivated.connect(lambda _item: self.load())
+        for b in (self.load_button, self.import_button, self.remove_button):
             row.addWidget(b)
         row.addStretch(1)
         column.addLayout(row)
@@ -172,7 +154,7 @@ class ModelManager(QDialog):
         try:
             if self._memory is None:
                 self._memory = detect_memory()
-            return fit.fit(info, self.n_ctx, self._memory).label
+            return fit.fit(info, self.n_ctx, self._memory).badge
         except (AssistantError, OSError):  # memory or header unreadable: a badge, not a failure
             return "fit unknown"
 
@@ -188,7 +170,8 @@ class ModelManager(QDialog):
             return
         for m in models:
             badge = m.problem or self.fit_label(m.info)
-            text = f"{m.name} · {m.kind} · {size_text(m.size)} · {badge}"
+            kind = "built in" if m.id == "embedded" else m.kind
+            text = f"{m.name} · {kind} · {size_text(m.size)} · {badge}"
             _add_item(self.library_list, text, m.id, str(m.path))
 
     def _browse_import(self) -> None:
@@ -232,14 +215,21 @@ class ModelManager(QDialog):
             return
         self.status_label.setText(text)
         self.refresh_library()
+        self.library_changed.emit()
 
-    def set_default(self) -> None:
-        model_id = self.selected_library_id()
-        if model_id is None:
+    def load(self) -> None:
+        """Ask the window to switch to the selected model (it checks and loads it)."""
+        item = self.library_list.currentItem()
+        if item is None:
             self.show_error("Select a model in the library first.")
             return
+        model_id = item.data(DATA)
         self.model_chosen.emit("" if model_id == "embedded" else model_id)
-        self.status_label.setText(f"{model_id} is now the model for chatting.")
+        name = item.text().split(" · ")[0]
+        self.status_label.setText(
+            f"Loading {name}; the chat switches to it once it is ready (the status bar shows "
+            "its progress)."
+        )
 
     # -- catalog ---------------------------------------------------------------------------
     def refresh_catalog(self) -> None:
@@ -259,6 +249,7 @@ class ModelManager(QDialog):
             )
             if e.embedded:
                 text += " · built in"
+            text += f"\n{e.description} Licence: {e.license}."
             _add_item(self.catalog_list, text, (e.repo, f.file), e.description)
 
     def download_catalog(self) -> None:
@@ -393,6 +384,7 @@ class ModelManager(QDialog):
         else:
             self.status_label.setText(str(result))
             self.refresh_library()
+            self.library_changed.emit()
         self.task_finished.emit(True)
 
     def _on_failed(self, message: str) -> None:

@@ -8,7 +8,7 @@ reads it from the store once; nothing here touches the store.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -24,9 +24,14 @@ class ViewMessage:
     stats: dict[str, Any] = field(default_factory=dict)
     tokens: int | None = None
     hidden: str | None = None  # 'dropped' or 'summarized': the model no longer sees it
+    versions: tuple[int, ...] = ()  # the ids of this message's versions (empty: only one)
+    wait: str = ""  # what a reply waits for before its first token ("Reading 1,830 tokens…")
+    progress: tuple[int, int] | None = None  # of that wait, where it is counted
 
     @classmethod
-    def from_stored(cls, message: StoredMessage, hidden: str | None = None) -> ViewMessage:
+    def from_stored(
+        cls, message: StoredMessage, hidden: str | None = None, versions: tuple[int, ...] = ()
+    ) -> ViewMessage:
         return cls(
             role=message.role,
             content=message.content,
@@ -35,7 +40,12 @@ class ViewMessage:
             stats=dict(message.stats),
             tokens=message.tokens,
             hidden=hidden,
+            versions=versions,
         )
+
+    @property
+    def version_index(self) -> int:
+        return self.versions.index(self.id) if self.id in self.versions else len(self.versions)
 
     def apply(self, message: StoredMessage) -> None:
         """Take the stored row's id, text, status and stats (the store has the final word)."""
@@ -76,10 +86,22 @@ class OpenChat:
     def title(self) -> str:
         return self.conversation.title if self.conversation is not None else "New chat"
 
-    def load(self, conversation: Conversation, stored: Sequence[StoredMessage]) -> None:
+    def load(
+        self,
+        conversation: Conversation,
+        stored: Sequence[StoredMessage],
+        versions: Mapping[int, Any] | None = None,
+    ) -> None:
+        """The conversation as stored; `versions` (see `Store.versions`) gives the messages
+        that have other versions their switcher."""
+        versions = versions or {}
         self.conversation = conversation
         self.messages = [
-            ViewMessage.from_stored(m, hidden_reason(m, conversation))
+            ViewMessage.from_stored(
+                m,
+                hidden_reason(m, conversation),
+                versions[m.id].ids if m.id in versions else (),
+            )
             for m in stored
             if m.role != "system"
         ]

@@ -36,6 +36,9 @@ from assistant.errors import AssistantError
 from assistant.settings import Settings
 from assistant.types import AUTO_GPU_LAYERS, CTX_MIN, RANGES, Policy, SamplingOptions
 
+from .adapter_row import AdapterRow
+from .cache_row import ExactSlideCheck, SavedCacheRow
+
 PRESETS: dict[str, str] = {
     "None (model default)": "",
     "Helpful assistant": "You are a helpful, accurate assistant. Answer clearly and say when "
@@ -55,7 +58,7 @@ POLICY_NAMES = {
 SUMMARY_LENGTHS = {
     name: f"{name.capitalize()} ({count} points)" for name, (_, count) in LENGTHS.items()
 }
-EMBEDDED_LABEL = "Embedded default model (SmolLM2 135M Instruct)"
+EMBEDDED_LABEL = "Built-in model (SmolLM2 135M Instruct)"
 TOOLTIP = Qt.ItemDataRole.ToolTipRole
 GPU_MODES = (
     ("Automatic (as many as fit)", AUTO_GPU_LAYERS),
@@ -76,6 +79,16 @@ def library_models() -> list[tuple[str, str, str]]:
     return [(f"{m.name} ({m.kind})", m.id, str(m.path)) for m in models if m.kind != "embedded"]
 
 
+def gpu_line(gpu_supported: bool | None, gpus: tuple[str, ...] | None) -> str:
+    """Why the model runs on the CPU whatever is chosen, or "" when a GPU can be used (or it is
+    not known yet: no model loaded)."""
+    if gpus is not None and not gpus:
+        return "No GPU found: the model runs on the CPU."
+    if gpu_supported is False:
+        return "This llama.cpp build has no GPU support: the model runs on the CPU."
+    return ""
+
+
 class SettingsDialog(QDialog):
     def __init__(
         self,
@@ -84,6 +97,7 @@ class SettingsDialog(QDialog):
         system_prompt: str | None = None,
         sampling: dict[str, Any] | None = None,
         gpu_supported: bool | None = None,
+        gpus: tuple[str, ...] | None = None,
         parent: QWidget | None = None,
     ):
         super().__init__(parent)
@@ -91,7 +105,8 @@ class SettingsDialog(QDialog):
         self.setObjectName("settingsDialog")
         self._settings = settings
         layout = QVBoxLayout(self)
-        layout.addWidget(self._model_group(gpu_supported))
+        self._cpu_only = gpu_line(gpu_supported, gpus)
+        layout.addWidget(self._model_group())
         layout.addWidget(self._prompt_group())
         layout.addWidget(self._sampling_group())
         layout.addWidget(self._summary_group())
@@ -117,7 +132,7 @@ class SettingsDialog(QDialog):
         )
 
     # -- layout ----------------------------------------------------------------------------
-    def _model_group(self, gpu_supported: bool | None) -> QGroupBox:
+    def _model_group(self) -> QGroupBox:
         box = QGroupBox("Model")
         form = QFormLayout(box)
         row = QHBoxLayout()
@@ -130,6 +145,8 @@ class SettingsDialog(QDialog):
         row.addWidget(self.model_combo, 1)
         row.addWidget(self.browse_button)
         form.addRow("Model:", row)
+        self.adapter_row = AdapterRow()  # issue 16: a LoRA adapter applied at load
+        form.addRow("Adapter:", self.adapter_row)
         self.ctx_spin = self._spin_for("n_ctx", "Context size in tokens", step=CTX_MIN)
         form.addRow("Context size:", self.ctx_spin)
         # 0 shows "Automatic"; more threads than CPUs are lowered to the CPU count when loading
@@ -144,12 +161,18 @@ class SettingsDialog(QDialog):
             self.gpu_mode.addItem(label, value)
         self.gpu_spin = self._spin(1, int(RANGES["n_gpu_layers"].high), "Layers on the GPU")
         self.gpu_mode.currentIndexChanged.connect(
-            lambda _i: self.gpu_spin.setEnabled(self.gpu_mode.currentData() == 1)
+            lambda _i: self.gpu_spin.setVisible(self.gpu_mode.currentData() == 1)
         )
         gpu_row.addWidget(self.gpu_mode, 1)
         gpu_row.addWidget(self.gpu_spin)
-        if gpu_supported is False:
-            self.gpu_mode.setToolTip("This llama.cpp build has no GPU support: the CPU is used.")
+        self.gpu_note = QLabel(self._cpu_only)
+        self.gpu_note.setObjectName("gpuNote")
+        self.gpu_note.setWordWrap(True)
+        self.gpu_note.setVisible(bool(self._cpu_only))
+        gpu_row.addWidget(self.gpu_note, 2)
+        if self._cpu_only:  # nothing to choose: say why instead of offering layers
+            self.gpu_mode.setToolTip(self._cpu_only)
+            self.gpu_mode.setEnabled(False)
         form.addRow("GPU:", gpu_row)
         self.flash_check = QCheckBox("Flash attention")
         self.flash_check.setAccessibleName("Flash attention")
@@ -181,6 +204,10 @@ class SettingsDialog(QDialog):
         for policy in Policy:
             self.policy_combo.addItem(POLICY_NAMES[policy.value], policy.value)
         form.addRow("New chats, when full:", self.policy_combo)
+        self.exact_slide = ExactSlideCheck(self._settings)
+        form.addRow("", self.exact_slide)
+        self.saved_caches = SavedCacheRow(self._settings)
+        form.addRow("Saved caches:", self.saved_caches)
         return box
 
     def _sampling_group(self) -> QGroupBox:
@@ -257,12 +284,15 @@ class SettingsDialog(QDialog):
         self.threads_spin.setValue(settings.n_threads or 0)
         layers = settings.n_gpu_layers
         mode = layers if layers in (AUTO_GPU_LAYERS, 0, -1) else 1
+        if self._cpu_only:
+            mode = 0  # shown as what happens; the saved choice is kept (see gpu_layers)
         self.gpu_mode.setCurrentIndex(max(self.gpu_mode.findData(mode), 0))
         self.gpu_spin.setValue(layers if mode == 1 else 8)
-        self.gpu_spin.setEnabled(mode == 1)
+        self.gpu_spin.setVisible(mode == 1)
         self.flash_check.setChecked(settings.flash_attn)
         formats = self.chat_format_combo
         formats.setCurrentIndex(max(formats.findData(settings.chat_format), 0))
+        self.adapter_row.load(settings)
         self.system_edit.setPlainText(system_prompt)
         self.policy_combo.setCurrentIndex(max(self.policy_combo.findData(settings.policy), 0))
         s = SamplingOptions.from_dict(sampling)
@@ -324,6 +354,8 @@ class SettingsDialog(QDialog):
         ).to_dict()
 
     def gpu_layers(self) -> int:
+        if self._cpu_only:  # the line was only shown as "CPU only": keep what was chosen
+            return self._settings.n_gpu_layers
         mode = self.gpu_mode.currentData()
         return self.gpu_spin.value() if mode == 1 else mode
 
@@ -338,9 +370,11 @@ class SettingsDialog(QDialog):
             n_gpu_layers=self.gpu_layers(),
             flash_attn=self.flash_check.isChecked(),
             chat_format=self.chat_format_combo.currentData(),
+            **self.adapter_row.values(),
             system_prompt=self.system_prompt(),
             policy=self.policy_combo.currentData(),
             sampling=self.sampling(),
             summary_length=self.summary_length.currentData(),
             summary_bullets=self.summary_bullets.isChecked(),
+            exact_slide=self.exact_slide.isChecked(),
         )

@@ -1,4 +1,4 @@
-"""Light and dark themes that follow the system's colour scheme."""
+"""Light and dark themes: the system's colour scheme, or the one chosen in View → Theme."""
 
 from __future__ import annotations
 
@@ -12,8 +12,10 @@ QFrame#assistantMessage { border-radius: 8px; }
 QFrame[outOfContext="true"] { border: 1px dashed #c08030; }
 QLabel#hiddenTag, QLabel#contextDivider, QLabel#contextLeft { color: #c06a00; }
 QLabel#hiddenTag, QLabel#contextDivider { font-style: italic; }
-QLabel#statsLine, QLabel#statusTag, QLabel#emptyState { color: gray; }
+QLabel#statsLine, QLabel#statusTag, QLabel#emptyState, QLabel#queueLabel { color: gray; }
+QLabel#versionLabel { color: gray; }
 """
+THEMES = ("system", "light", "dark")
 
 
 def dark_palette() -> QPalette:
@@ -57,6 +59,21 @@ def apply_theme(app: QApplication, dark: bool | None = None) -> None:
     app.setStyleSheet(STYLESHEET)
 
 
-def follow_system(app: QApplication) -> None:
-    apply_theme(app)
-    app.styleHints().colorSchemeChanged.connect(lambda _scheme: apply_theme(app))
+_chosen = {"theme": "system"}
+
+
+def set_theme(app: QApplication, theme: str) -> None:
+    """'system' follows the system's scheme (and its changes); 'light' and 'dark' are fixed."""
+    _chosen["theme"] = theme if theme in THEMES else "system"
+    apply_theme(app, None if _chosen["theme"] == "system" else _chosen["theme"] == "dark")
+
+
+def current_theme() -> str:
+    return _chosen["theme"]
+
+
+def follow_system(app: QApplication, theme: str = "system") -> None:
+    set_theme(app, theme)
+    app.styleHints().colorSchemeChanged.connect(
+        lambda _scheme: _chosen["theme"] == "system" and apply_theme(app)
+    )

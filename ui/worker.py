@@ -1,84 +1,56 @@
-"""The model owner: one long-lived QThread that loads the model and runs every reply.
+"""The model owner: lives on one long-lived QThread, loads the model and runs every job.
 
-`ModelWorker` lives on that thread and is only reached through queued signals, so the model is
+`ModelWorker` is only reached through queued signals (see `host.ModelHost`), so the model is
 never touched by the GUI thread (nor imported by it: llama.cpp and numpy are imported here, on
-the first job). `ModelHost` is its GUI-side face: it posts jobs, re-emits the worker's signals in
-the GUI thread and stops a job by setting its threading.Event, which the core checks between
-two tokens and between two prompt batches (the rolling summary's included).
+the first job). A reply or summary stops when its cancel event is set: the core checks it
+between two tokens and between two prompt batches (the rolling summary's included).
+
+Switching models is safe: the chosen file is checked first (header, chat model, vocabulary, fit)
+and nothing is unloaded if it fails; the current model stays loaded while the new one loads
+when memory allows both, and is loaded again if the new one fails after all.
 """
 
 from __future__ import annotations
 
 import sys
-import threading
 import traceback
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
 from assistant.conversation.store import Store
-from assistant.errors import AssistantError, ModelLoadError
+from assistant.errors import AssistantError, InvalidInputError, ModelLoadError
 from assistant.settings import Settings, default_threads
 
-REPLY_KINDS = ("send", "regenerate", "edit", "continue")
-
-
-@dataclass(frozen=True)
-class LoadJob:
-    settings: Settings  # model (a path, a library id, or "" for the embedded one) and options
-    cancel: threading.Event = field(default_factory=threading.Event, compare=False)
-
-
-@dataclass(frozen=True)
-class ReplyJob:
-    kind: str  # one of REPLY_KINDS
-    conversation_id: int
-    text: str = ""
-    message_id: int | None = None
-    cancel: threading.Event = field(default_factory=threading.Event, compare=False)
-
-
-@dataclass(frozen=True)
-class SummaryJob:
-    conversation_id: int
-    name: str  # the document's name ("pasted text" or a file name)
-    text: str
-    options: Any = None  # SummaryOptions; None: the defaults
-    cancel: threading.Event = field(default_factory=threading.Event, compare=False)
-
-
-@dataclass(frozen=True)
-class PromptJob:
-    conversation_id: int
-
-
-STOPPABLE = (ReplyJob, SummaryJob)  # own the model for a while; Stop (Esc) ends them
+from .jobs import Failure, LoadJob, LoadOutcome, MeterJob, PromptJob, ReplyJob, SummaryJob
 
 
 class ModelWorker(QObject):
     """Runs on the model thread; owns the ModelRuntime and one ChatSession per conversation."""
 
-    loading = Signal(str)  # file name
-    loaded = Signal(object, str)  # ModelInfo, a note when memory forced smaller settings
-    load_failed = Signal(str)
+    loading = Signal(str)  # the model's name
+    load_finished = Signal(object)  # LoadOutcome
     # conversation id, the stored user message (0 for regenerate and continue), the stored
     # reply, its ContextReport, the conversation's title after this message
     reply_started = Signal(int, int, int, object, str)
+    status = Signal(int, object)  # conversation id, WaitStatus (why the first token waits)
     piece = Signal(int, str)  # reply message id, text
     reply_done = Signal(int, object)  # conversation id, ReplyResult
-    failed = Signal(object, str)  # the job, a user-facing message
+    failed = Signal(object, object)  # the job, a Failure
     prompt_ready = Signal(int, str)  # conversation id, templated prompt
+    meter_ready = Signal(int, object)  # conversation id, ContextReport dict (None: no model)
     summary_progress = Signal(int, object)  # conversation id, summarizer Progress
     summary_done = Signal(int, object, object)  # conversation id, stored request, stored summary
+    job_started = Signal(object)  # the job
     job_finished = Signal(object)  # the job, whatever happened
 
-    def __init__(self, store: Store, closing: threading.Event):
+    def __init__(self, store: Store, closing: Any):
         super().__init__()
         self._store = store
         self._closing = closing
         self._runtime: Any = None
+        self._loaded: Settings | None = None  # the settings the runtime was loaded with
         self._sessions: dict[int, Any] = {}
         self._load_error = "The model is still loading."
 
@@ -87,6 +59,7 @@ class ModelWorker(QObject):
         try:
             if self._closing.is_set():
                 return
+            self.job_started.emit(job)
             if isinstance(job, LoadJob):
                 self._load(job)
             elif isinstance(job, ReplyJob):
@@ -95,6 +68,8 @@ class ModelWorker(QObject):
                 self._summarize(job)
             elif isinstance(job, PromptJob):
                 self._prompt(job)
+            elif isinstance(job, MeterJob):
+                self._meter(job)
         finally:
             self.job_finished.emit(job)
 
@@ -104,57 +79,126 @@ class ModelWorker(QObject):
         self._drop_runtime()
         QThread.currentThread().quit()
 
-    # -- jobs ------------------------------------------------------------------------------
+    # -- loading ---------------------------------------------------------------------------
     def _load(self, job: LoadJob) -> None:
-        """Resolve and load the model (the imports happen here too, off the GUI thread)."""
-        self._drop_runtime()
         try:
-            path = _model_path(job.settings)
-            self.loading.emit(path.name)
-            options = job.settings.load_options()
-            if not options.n_threads:
-                options = replace(options, n_threads=default_threads(leave_one_for_gui=True))
-            self._runtime, choice = _load(path, options, job.cancel)
+            outcome = self._switch(job)
         except AssistantError as exc:
-            self._load_error = f"No model is loaded: {exc}"
-            self.load_failed.emit(str(exc))
-            return
+            outcome = self._not_loaded(job, str(exc))
         except Exception as exc:  # a bug in loading must not kill the thread: report it
-            self._load_error = f"No model is loaded: {exc}"
             _log_unexpected()
-            self.load_failed.emit(f"Could not load the model: {exc}")
-            return
-        notes = [*choice.adjustments, choice.message if choice.attempts else ""]
-        self.loaded.emit(self._runtime.info, " ".join(n for n in notes if n))
+            outcome = self._not_loaded(job, f"Could not load the model: {exc}")
+        self.load_finished.emit(outcome)
 
+    def _switch(self, job: LoadJob) -> LoadOutcome:
+        """Check the file, then load it; the current model goes only once the new one is in
+        (or first, when memory cannot hold both, and then comes back if the new one fails)."""
+        from assistant.library.memory import detect_memory
+
+        settings = job.settings
+        options = settings.load_options()
+        if not options.n_threads:
+            options = replace(options, n_threads=default_threads(leave_one_for_gui=True))
+        memory = detect_memory()
+        path, header = _checked(settings, options, memory)  # raises: nothing was unloaded
+        self.loading.emit(header.name)
+        previous = self._loaded if self._runtime is not None else None
+        if previous is not None and not _room_for_both(self._runtime, header, options, memory):
+            self._drop_runtime()
+        try:
+            runtime, choice = _load(path, options, job.cancel, memory)
+        except AssistantError as exc:
+            if previous is not None and self._runtime is None:
+                self._restore(previous)
+            return self._not_loaded(job, str(exc))
+        self._drop_runtime()
+        from assistant.engine.state_cache import saved_states
+
+        # conversations' caches are kept and restored on a switch back or after a restart
+        runtime.use_saved_states(saved_states(settings.kv_cache_mb))
+        self._runtime, self._loaded = runtime, settings
+        notes = [*choice.adjustments, choice.message if choice.attempts else ""]
+        return LoadOutcome(
+            job,
+            runtime.info,
+            settings,
+            runtime.n_ctx,
+            " ".join(n for n in notes if n),
+            gpus=tuple(g.name for g in memory.gpus),
+        )
+
+    def _restore(self, settings: Settings) -> None:
+        """Load the previous model again after the new one failed (it had to go first)."""
+        try:
+            self._switch(LoadJob(settings))
+        except AssistantError:
+            pass  # the outcome says no model is loaded
+
+    def _not_loaded(self, job: LoadJob, problem: str) -> LoadOutcome:
+        """The model asked for is not loaded: keep what is, or at start-up the embedded one."""
+        wanted = job.fallback and job.settings.model and not job.cancel.is_set()
+        if self._runtime is None and wanted and not self._closing.is_set():
+            try:
+                fallback = self._switch(LoadJob(replace(job.settings, model="")))
+            except AssistantError:
+                fallback = None
+            if fallback is not None and fallback.info is not None:
+                return replace(
+                    fallback,
+                    job=job,
+                    problem=f"{problem} The built-in {fallback.info.name} is loaded instead.",
+                )
+        if self._runtime is None:
+            self._load_error = f"No model is loaded: {problem}"
+            return LoadOutcome(job, problem=problem)
+        return LoadOutcome(
+            job,
+            self._runtime.info,
+            self._loaded,
+            self._runtime.n_ctx,
+            problem=f"{problem} {self._runtime.info.name} is still loaded.",
+        )
+
+    # -- replies ---------------------------------------------------------------------------
     def _reply(self, job: ReplyJob) -> None:
         cid = job.conversation_id
         reply = None
+        before = self._count(cid)
         try:
             session = self._session(cid)
+            status = lambda s: self.status.emit(cid, s)  # noqa: E731
             if job.kind == "send":
-                reply = session.send(job.text, job.cancel)
+                reply = session.send(job.text, job.cancel, on_status=status)
             elif job.kind == "regenerate":
-                reply = session.regenerate(job.cancel)
+                reply = session.regenerate(job.cancel, on_status=status)
             elif job.kind == "edit":
-                reply = session.edit(job.message_id, job.text, job.cancel)
+                reply = session.edit(job.message_id, job.text, job.cancel, on_status=status)
             else:
-                reply = session.continue_reply(job.cancel)
+                reply = session.continue_reply(job.cancel, on_status=status)
             self.reply_started.emit(
                 cid, reply.user_message_id or 0, reply.message_id, reply.context, reply.title
             )
             for text in reply:
                 self.piece.emit(reply.message_id, text)
         except AssistantError as exc:
-            self.failed.emit(job, str(exc))
+            stored = reply is not None or self._count(cid) != before
+            self.failed.emit(job, Failure(str(exc), stored, type(exc).__name__))
         except Exception as exc:  # a bug must not kill the thread: report it, keep the reply
             _log_unexpected()
-            self.failed.emit(job, f"Something went wrong while replying: {exc}")
+            stored = reply is not None or self._count(cid) != before
+            self.failed.emit(job, Failure(f"Something went wrong while replying: {exc}", stored))
         finally:
             if reply is not None:
                 reply.close()  # saves the text so far (marked cancelled) if the loop broke
                 if reply.result is not None:
                     self.reply_done.emit(cid, reply.result)
+
+    def _count(self, conversation_id: int) -> int:
+        """How many messages the conversation shows (to tell a refused send from a stored one)."""
+        try:
+            return len(self._store.messages(conversation_id))
+        except AssistantError:
+            return -1
 
     def _summarize(self, job: SummaryJob) -> None:
         """Summarize on this thread; a cancel returns what was read so far, marked partial."""
@@ -173,10 +217,10 @@ class ModelWorker(QObject):
             request, summary = session.record_summary(job.name, job.text, result)
             self.summary_done.emit(cid, request, summary)
         except AssistantError as exc:
-            self.failed.emit(job, str(exc))
+            self.failed.emit(job, Failure(str(exc), kind=type(exc).__name__))
         except Exception as exc:  # a bug must not kill the thread: report it
             _log_unexpected()
-            self.failed.emit(job, f"Something went wrong while summarizing: {exc}")
+            self.failed.emit(job, Failure(f"Something went wrong while summarizing: {exc}"))
 
     def _prompt(self, job: PromptJob) -> None:
         try:
@@ -184,10 +228,23 @@ class ModelWorker(QObject):
                 job.conversation_id, self._session(job.conversation_id).prompt_text()
             )
         except AssistantError as exc:
-            self.failed.emit(job, str(exc))
+            self.failed.emit(job, Failure(str(exc), kind=type(exc).__name__))
         except Exception as exc:  # a bug must not kill the thread: report it
             _log_unexpected()
-            self.failed.emit(job, f"Could not build the prompt: {exc}")
+            self.failed.emit(job, Failure(f"Could not build the prompt: {exc}"))
+
+    def _meter(self, job: MeterJob) -> None:
+        """The context report of the window as it stands, at the loaded model's context size
+        (a pure preview: nothing is written, summarized or generated)."""
+        report = None
+        try:
+            preview = self._session(job.conversation_id).preview_report()
+            report = preview.to_dict() if preview is not None else None
+        except AssistantError:
+            report = None  # no model, or the conversation is gone: the meter says so
+        except Exception:  # a bug must not kill the thread
+            _log_unexpected()
+        self.meter_ready.emit(job.conversation_id, report)
 
     def _session(self, conversation_id: int) -> Any:
         if self._runtime is None:
@@ -196,7 +253,8 @@ class ModelWorker(QObject):
         if session is None:
             from assistant.conversation.session import ChatSession
 
-            session = ChatSession(self._runtime, self._store, conversation_id)
+            exact = self._loaded.exact_slide if self._loaded is not None else False
+            session = ChatSession(self._runtime, self._store, conversation_id, exact_slide=exact)
             self._sessions[conversation_id] = session
         return session
 
@@ -207,154 +265,48 @@ class ModelWorker(QObject):
             self._runtime = None
 
 
-def _model_path(settings: Settings) -> Any:
-    """The model file `settings.model` names (a path, a library id, or the embedded model)."""
+def _checked(settings: Settings, options: Any, memory: Any) -> tuple[Any, Any]:
+    """(path, header) of the model `settings` names, once it is known to be a usable chat model
+    that fits this computer; the error says why not, in words (nothing is loaded or unloaded)."""
+    from assistant.engine.loading import fitted_options, refuse_if_too_large
+    from assistant.library.catalog import with_display_name
+    from assistant.library.gguf_header import check_vocabulary, read_gguf_info
     from assistant.library.local import chosen_model_path
 
-    return chosen_model_path(settings.model)
+    path = chosen_model_path(settings.model)
+    header = with_display_name(read_gguf_info(path))
+    if not header.is_chat_model:
+        raise InvalidInputError(
+            f"{path.name} is a {header.architecture} companion file (a vision projector?), not a "
+            "chat model."
+        )
+    check_vocabulary(path)
+    fitted, _ = fitted_options(options, header)
+    refuse_if_too_large(path, header, fitted, memory)
+    return path, header
 
 
-def _load(path: Any, options: Any, cancel: threading.Event) -> tuple[Any, Any]:
+def _room_for_both(runtime: Any, header: Any, options: Any, memory: Any) -> bool:
+    """Whether the new model can load while the current one stays: the current one holds no GPU
+    layers (the new one would get fewer) and the new one fits the free RAM on the CPU."""
+    from assistant.library.fit import estimate, ram_budget
+
+    if runtime.info.gpu_layers > 0:
+        return False
+    if not memory.ram_total:
+        return True  # not measurable: keep the working model, llama.cpp says if it cannot
+    need = estimate(header, options.n_ctx, 0, n_batch=options.n_batch).total_bytes
+    return need <= ram_budget(memory)
+
+
+def _load(path: Any, options: Any, cancel: Any, memory: Any) -> tuple[Any, Any]:
     """Load with the GPU-layer plan and out-of-memory fallback; `cancel` (set when the window
     closes) stops the load at llama.cpp's next progress step."""
     from assistant.engine.loading import load_with_fallback
 
-    return load_with_fallback(path, options, cancel=cancel)
+    return load_with_fallback(path, options, cancel=cancel, memory=memory)
 
 
 def _log_unexpected() -> None:
     """Bugs go to stderr for a report; the window shows a plain sentence instead."""
     traceback.print_exc(file=sys.stderr)
-
-
-class ModelHost(QObject):
-    """GUI-thread handle on the model thread: post jobs, stop them, shut down."""
-
-    loading = Signal(str)
-    loaded = Signal(object, str)
-    load_failed = Signal(str)
-    reply_started = Signal(int, int, int, object, str)
-    piece = Signal(int, str)
-    reply_done = Signal(int, object)
-    failed = Signal(object, str)
-    prompt_ready = Signal(int, str)
-    summary_progress = Signal(int, object)
-    summary_done = Signal(int, object, object)
-    replying_changed = Signal(bool)  # a reply or summary started owning the model, or none does
-    idle = Signal()  # the last queued reply or summary has ended (saved, whatever happened)
-
-    _post = Signal(object)
-    _close = Signal()
-
-    def __init__(self, store: Store, parent: QObject | None = None):
-        super().__init__(parent)
-        self._closing = threading.Event()
-        self._pending: list[object] = []
-        self._after_idle: list[Callable[[], None]] = []
-        self._thread = QThread()
-        self._thread.setObjectName("model")
-        self._worker = ModelWorker(store, self._closing)
-        self._worker.moveToThread(self._thread)
-        self._post.connect(self._worker.handle)
-        self._close.connect(self._worker.close)
-        for name in (
-            "loading",
-            "loaded",
-            "load_failed",
-            "reply_started",
-            "piece",
-            "reply_done",
-            "failed",
-            "prompt_ready",
-            "summary_progress",
-            "summary_done",
-        ):
-            getattr(self._worker, name).connect(getattr(self, name))
-        self._worker.job_finished.connect(self._on_job_finished)
-        self._thread.start()
-
-    @property
-    def busy(self) -> bool:
-        return bool(self._pending)
-
-    @property
-    def replying(self) -> bool:
-        """A reply or a summary is queued or running (both own the model and can be stopped)."""
-        return any(isinstance(job, STOPPABLE) for job in self._pending)
-
-    @property
-    def running(self) -> bool:
-        """The model thread is alive (it ends only in `shutdown`)."""
-        return self._thread.isRunning()
-
-    def load(self, settings: Settings) -> None:
-        self._submit(LoadJob(replace(settings)))
-
-    def reply(
-        self, kind: str, conversation_id: int, text: str = "", message_id: int | None = None
-    ) -> ReplyJob:
-        if kind not in REPLY_KINDS:
-            raise ValueError(kind)
-        job = ReplyJob(kind, conversation_id, text, message_id)
-        self._submit(job)
-        return job
-
-    def summarize(
-        self, conversation_id: int, name: str, text: str, options: Any = None
-    ) -> SummaryJob:
-        job = SummaryJob(conversation_id, name, text, options)
-        self._submit(job)
-        return job
-
-    def request_prompt(self, conversation_id: int) -> None:
-        self._submit(PromptJob(conversation_id))
-
-    def stop(self) -> bool:
-        """Stop every queued or running reply or summary within one token; True if any."""
-        jobs = [job for job in self._pending if isinstance(job, STOPPABLE)]
-        for job in jobs:
-            job.cancel.set()
-        return bool(jobs)
-
-    def after_replies(self, callback: Callable[[], None]) -> None:
-        """Run `callback` now, or stop the reply or summary and run it once that is saved."""
-        if self.replying:
-            self._after_idle.append(callback)
-            self.stop()
-        else:
-            callback()
-
-    def shutdown(self) -> None:
-        """Stop every job, let the running one save, free the model, and join the thread.
-
-        Waits as long as the worker needs: a reply or summary ends within one token, a load
-        when it can be cancelled or is done. The thread is never left running (Qt aborts when
-        a running QThread is destroyed) and the caller may close the store afterwards.
-        """
-        if not self._thread.isRunning():
-            return
-        self._closing.set()
-        for job in self._pending:
-            cancel = getattr(job, "cancel", None)
-            if cancel is not None:
-                cancel.set()
-        self._after_idle.clear()
-        self._close.emit()
-        self._thread.wait()
-
-    def _submit(self, job: object) -> None:
-        was_replying = self.replying
-        self._pending.append(job)
-        self._post.emit(job)
-        if isinstance(job, STOPPABLE) and not was_replying:
-            self.replying_changed.emit(True)
-
-    @Slot(object)
-    def _on_job_finished(self, job: object) -> None:
-        self._pending = [pending for pending in self._pending if pending is not job]
-        if isinstance(job, STOPPABLE) and not self.replying:
-            self.replying_changed.emit(False)
-            self.idle.emit()
-            callbacks, self._after_idle = self._after_idle, []
-            for callback in callbacks:
-                callback()

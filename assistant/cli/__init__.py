@@ -1,7 +1,8 @@
 """The `assistant` command: no arguments opens the desktop app; subcommands work in a terminal.
 
 Each command group is a module that registers its own sub-parser with `register(subparsers)`:
-`chat` (ask, chat, info), `summarize`, `models`, `convert`, `history`; `app` opens the window.
+`chat` (ask, chat, info), `summarize`, `models`, `convert`, `history`, `serve`, `cache`; `app` opens
+the window.
 Errors are `AssistantError`s, printed here as one line with exit code 1.
 """
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from assistant.cli import chat, convert, history, models, summarize
+from assistant.cli import cache, chat, convert, history, models, serve, summarize
 from assistant.errors import AssistantError
 
 
@@ -24,13 +25,22 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.run(args)
     except AssistantError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {exc}{_terminal_hint(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(file=sys.stderr)
         return 130
     except BrokenPipeError:
         return 0
+
+
+def _terminal_hint(exc: AssistantError) -> str:
+    """What only a terminal user can do about an error (the app offers its own way)."""
+    from assistant.library.hub_errors import HubConnectionError
+
+    if isinstance(exc, HubConnectionError):
+        return " To stop reaching for the Hub, set HF_HUB_OFFLINE=1."
+    return ""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,7 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.set_defaults(command=None)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for group in (chat, summarize, models, convert, history):  # the order `--help` lists them
+    # the order `--help` lists them
+    for group in (chat, summarize, models, convert, history, serve, cache):
         group.register(sub)
     return parser
 

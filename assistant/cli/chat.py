@@ -10,12 +10,13 @@ from collections.abc import Iterator
 from assistant.cli.common import (
     load_runtime,
     load_settings,
+    lora_options,
     model_options,
     sampling_from,
     sampling_options,
     stream_to_stdout,
 )
-from assistant.errors import AssistantError, InvalidInputError
+from assistant.errors import AssistantError, InvalidInputError, MessageTooLongError
 from assistant.types import Policy
 
 CHAT_HELP = """commands:
@@ -31,14 +32,17 @@ CHAT_HELP = """commands:
 def register(sub: argparse._SubParsersAction) -> None:
     ask = sub.add_parser("ask", help="answer one prompt, streaming to stdout")
     model_options(ask)
+    lora_options(ask)
     sampling_options(ask)
     ask.add_argument("--system", help="system prompt")
     ask.add_argument("--json", action="store_true", help="print one JSON object with the reply")
+    doc_option(ask)
     ask.add_argument("prompt", nargs="+", help="the prompt ('-' reads it from stdin)")
     ask.set_defaults(run=run_ask)
 
     chat = sub.add_parser("chat", help="interactive chat (reads one message per line from a pipe)")
     model_options(chat)
+    lora_options(chat)
     sampling_options(chat)
     chat.add_argument("--system", help="system prompt for a new conversation")
     chat.add_argument(
@@ -53,6 +57,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="shorten a message too long for the window in the middle, with a marker",
     )
     chat.add_argument("--json", action="store_true", help="print one JSON object per reply")
+    doc_option(chat)
+    chat.add_argument(
+        "--exact-slide",
+        action="store_true",
+        help="when older turns leave the window, read the rest again instead of shifting the "
+        "model's cache (exact, slower on long conversations)",
+    )
     chat.set_defaults(run=run_chat)
 
     info = sub.add_parser("info", help="show a model's metadata")
@@ -67,19 +78,36 @@ def run_ask(args) -> int:
 
     prompt = sys.stdin.read() if args.prompt == ["-"] else " ".join(args.prompt)
     settings = load_settings(args)
+    documents = read_documents(args.doc)  # a bad file is reported before the model loads
     session = ChatSession(
         load_runtime(settings),
         Store(":memory:"),
         system_prompt=args.system if args.system is not None else settings.system_prompt,
         sampling=sampling_from(args, settings),
     )
+    attach_documents(session, documents)
     stream_to_stdout(session.send(prompt), args.json)
     return 0
 
 
 def run_chat(args) -> int:
+    from assistant.engine.state_cache import saved_states
+
     settings = load_settings(args)
-    chat = _Chat(args, settings, load_runtime(settings))
+    if args.exact_slide:
+        settings.exact_slide = True
+    documents = read_documents(args.doc)
+    runtime = load_runtime(settings)
+    runtime.use_saved_states(saved_states(settings.kv_cache_mb))
+    try:
+        chat = _Chat(args, settings, runtime)
+        attach_documents(chat.session, documents)
+        return _chat_loop(chat)
+    finally:
+        runtime.close()  # keeps the conversation's cache for next time (saved states)
+
+
+def _chat_loop(chat: _Chat) -> int:
     interactive = sys.stdin.isatty()
     if interactive:
         import readline  # noqa: F401  (line editing and history for input())
@@ -92,8 +120,62 @@ def run_chat(args) -> int:
             elif not chat.command(line):
                 break
         except AssistantError as exc:  # the chat stays up; the conversation is kept
-            print(f"error: {exc}", file=sys.stderr, flush=True)
+            hint = ""
+            if isinstance(exc, MessageTooLongError) and not chat.args.truncate:
+                hint = " Or restart with --truncate to shorten it in the middle."
+            print(f"error: {exc}{hint}", file=sys.stderr, flush=True)
     return 0
+
+
+def doc_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--doc",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="a document to answer from (.txt, .md, .html, .pdf, .docx; repeatable): sent whole "
+        "when it fits the window, else its passages most relevant to each question",
+    )
+
+
+def read_documents(paths: list[str]) -> list:
+    from assistant.documents.readers import load_document
+
+    return [load_document(path) for path in paths]
+
+
+def attach_documents(session, documents: list) -> None:
+    """Index the documents into the session's conversation, with a progress bar on stderr."""
+    from tqdm import tqdm
+
+    from assistant.conversation.attachments import attach
+    from assistant.conversation.session import NEW_TITLE
+
+    for doc in documents:
+        with tqdm(
+            total=len(doc.text),
+            unit="char",
+            unit_scale=True,
+            desc=f"Indexing {doc.name}",
+            file=sys.stderr,
+            disable=None,
+            leave=False,
+        ) as bar:
+
+            def progress(p, bar=bar) -> None:
+                bar.update(p.done_chars - bar.n)
+
+            retitle = session.conversation.title == NEW_TITLE
+            info = attach(
+                session.store,
+                session.runtime,
+                session.conversation_id,
+                doc.name,
+                doc.text,
+                retitle=retitle,
+                progress=progress,
+            )
+        _say(f"[{info.name}: {info.tokens:,} tokens in {info.passages} passages]")
 
 
 def _lines(interactive: bool) -> Iterator[str]:
@@ -121,6 +203,7 @@ class _Chat:
         from assistant.conversation.store import Store
 
         self.args, self.runtime, self.store = args, runtime, Store()
+        self.settings = settings
         if self.store.notice:  # e.g. an empty database file started afresh
             print(self.store.notice, file=sys.stderr, flush=True)
         self.sampling = sampling_from(args, settings)
@@ -145,6 +228,7 @@ class _Chat:
             policy=policy,
             sampling=self.sampling,
             truncate_oversize=self.args.truncate,
+            exact_slide=self.settings.exact_slide,
         )
 
     def greet(self) -> None:

@@ -23,6 +23,7 @@ SETTING_OVERRIDES = (
     ("threads", "n_threads"),
     ("batch", "n_batch"),
     ("gpu_layers", "n_gpu_layers"),
+    ("lora_scale", "lora_scale"),
 )
 SAMPLING_OVERRIDES = (
     "max_tokens",
@@ -70,6 +71,17 @@ def model_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+def lora_options(p: argparse.ArgumentParser) -> None:
+    """--lora FILE, --lora-scale S: a GGUF LoRA adapter applied on the model at load."""
+    p.add_argument(
+        "--lora",
+        metavar="FILE",
+        help="a GGUF LoRA adapter to apply on the model (assistant convert ADAPTER_DIR "
+        "--adapter-only makes one)",
+    )
+    number_option(p, "lora_scale", "adapter strength (default 1)")
+
+
 def sampling_options(p: argparse.ArgumentParser) -> None:
     """--max-tokens, --temperature, --top-p, --top-k, --min-p, --repeat-penalty, --seed, --stop,
     --ignore-eos."""
@@ -103,6 +115,9 @@ def load_settings(args: argparse.Namespace) -> Settings:
         path = Path(args.model).expanduser()
         # a file given relative to the current folder is remembered absolutely; ids stay ids
         settings.model = str(path.resolve()) if path.exists() else args.model
+        settings.lora_path = ""  # a saved adapter belongs to the saved model
+    if getattr(args, "lora", None):
+        settings.lora_path = str(Path(args.lora).expanduser().resolve())
     for key, value in overrides.items():
         if value is not None:
             setattr(settings, key, value)

@@ -101,10 +101,14 @@ def run_summarize(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result.to_json(), ensure_ascii=False))
     else:
-        print(result.summary)
+        if result.summary.strip():
+            print(result.summary)
+        partial = "; PARTIAL: cancelled" if result.partial else ""
+        if result.partial and not result.summary.strip():
+            partial = "; cancelled before the first part was summarized: no summary yet"
         print(
             f"[{result.source_tokens} tokens in {result.chunks} chunk(s), {result.levels} "
-            f"level(s), {result.seconds:.1f} s{'; PARTIAL: cancelled' if result.partial else ''}]",
+            f"level(s), {result.seconds:.1f} s{partial}]",
             file=sys.stderr,
         )
     return 0

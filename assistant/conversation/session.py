@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 
-from assistant.conversation.outcome import outcome
+from assistant.conversation import attachments
+from assistant.conversation.reply import Plan, Reply, ReplyResult  # noqa: F401 (re-exported)
+from assistant.conversation.retrieval import fit_with_documents
 from assistant.conversation.rolling_summary import fold_into_summary
 from assistant.conversation.store import Conversation, Store, StoredMessage
+from assistant.conversation.titles import title_from
 from assistant.conversation.window import Window, fit_window
-from assistant.engine.runtime import ModelRuntime, PieceStream, ReplyStream
+from assistant.engine.runtime import ModelRuntime
 from assistant.errors import ContextOverflowError, InvalidInputError
 from assistant.types import (
     ASSISTANT,
@@ -27,41 +29,13 @@ from assistant.types import (
     ContextReport,
     Message,
     Policy,
-    ReplyStats,
     SamplingOptions,
+    WaitStatus,
 )
 
 NEW_TITLE = "New chat"
-TITLE_CHARS = 60
-
-
-@dataclass(frozen=True)
-class ReplyResult:
-    message_id: int
-    text: str
-    stats: ReplyStats
-    context: ContextReport
-    notice: str = ""
-    status: str = "complete"  # what the message row keeps (see conversation.outcome)
-
-    def to_json(self) -> dict:
-        return {
-            "reply": self.text,
-            "message_id": self.message_id,
-            **self.stats.to_dict(),
-            "context": self.context.to_dict(),
-            "notice": self.notice,
-        }
-
-
-@dataclass(frozen=True)
-class Plan:
-    """What the next reply would send, decided without writing anything."""
-
-    window: Window
-    ids: tuple[int | None, ...]  # the history's message ids (None: a message not stored yet)
-    report: ContextReport
-    notice: str  # what left the window since the previous reply, for the user
+SHIFT_SLIDE = 0.0625  # of the budget: the margin a cheap slide leaves besides the reply
+READ_SLIDE = 0.33  # when a slide means summarizing or reading the window again
 
 
 class ChatSession:
@@ -79,14 +53,17 @@ class ChatSession:
         reserve: int | None = None,
         truncate_oversize: bool = False,
         save_interval: float = 1.0,
-        slide: float = 0.33,
+        slide: float | None = None,
+        exact_slide: bool = False,
     ):
         self.runtime = runtime
         self.store = store
         self.reserve_override = reserve
         self.truncate_oversize = truncate_oversize
         self.save_interval = save_interval
-        self.slide = slide
+        self.slide_override = slide
+        # re-read the window after a slide instead of shifting the cache (see README)
+        self.exact_slide = exact_slide
         if conversation is None:
             conversation = store.create_conversation(
                 system_prompt=system_prompt or "",
@@ -107,6 +84,7 @@ class ChatSession:
         if updates:
             store.update_conversation(conversation.id, **updates)
         self.last_plan: Plan | None = None  # the window of the last reply, once committed
+        self._begin(None)
 
     # -- state -----------------------------------------------------------------------------
     @property
@@ -133,17 +111,39 @@ class ChatSession:
     def set_sampling(self, sampling: SamplingOptions) -> None:
         self.store.update_conversation(self.conversation_id, sampling=sampling.to_dict())
 
+    @property
+    def cache_label(self) -> str:
+        """Whose KV cache the runtime holds after a reply of this conversation (saved states
+        are found again under this name, in this process or the next)."""
+        return f"{self.store.path.resolve()}#{self.conversation_id}"
+
+    def slide(self, policy: Policy) -> float:
+        """How much of the budget a slide frees. Dropping turns only shifts the KV cache, so the
+        smallest block that leaves room for the reply keeps the most in view; summarizing runs
+        the model and re-reading is slow, so those free a larger block less often."""
+        if self.slide_override is not None:
+            return self.slide_override
+        if policy is Policy.DROP and not self.exact_slide:
+            return SHIFT_SLIDE
+        return READ_SLIDE
+
     def reserve(self) -> int:
         if self.reserve_override is not None:
             return self.reserve_override
         return max(16, min(self.sampling.max_tokens or 512, self.runtime.n_ctx // 4))
 
     # -- intents ---------------------------------------------------------------------------
-    def send(self, text: str, cancel: threading.Event | None = None) -> Reply:
+    def send(
+        self,
+        text: str,
+        cancel: threading.Event | None = None,
+        on_status: Callable[[WaitStatus], None] | None = None,
+    ) -> Reply:
         """Commit the user's message, then return the streaming reply.
 
         A message the window refuses (too long, or a full window under the 'stop' policy)
         raises before anything is stored, so the caller can hand the text back to the user."""
+        self._begin(on_status)
         if not text.strip():
             raise InvalidInputError("The message is empty.")
         self.preview(self._history() + [(None, Message(USER, text))])  # raises if refused
@@ -156,66 +156,86 @@ class ChatSession:
             self.store.update_conversation(self.conversation_id, title=title)
         return self._reply(cancel, user_message_id=user.id, title=title)
 
-    def regenerate(self, cancel: threading.Event | None = None) -> Reply:
-        """Replace the last reply with a new one."""
+    def regenerate(
+        self,
+        cancel: threading.Event | None = None,
+        on_status: Callable[[WaitStatus], None] | None = None,
+    ) -> Reply:
+        """Write the last reply again; the old one stays stored as an earlier version."""
+        self._begin(on_status)
         msgs = self.messages()
         if not msgs:
             raise InvalidInputError("There is nothing to regenerate yet.")
-        if msgs[-1].role == ASSISTANT:
-            kept = [(i, m) for i, m in self._history() if i != msgs[-1].id]
-            self.preview(kept)  # a window or template that fails keeps the old reply
-            self.store.delete_messages_from(self.conversation_id, msgs[-1].id)
-        return self._reply(cancel)
+        if msgs[-1].role != ASSISTANT:
+            return self._reply(cancel)
+        kept = [(i, m) for i, m in self._history() if i != msgs[-1].id]
+        self.preview(kept)  # a window or template that fails keeps the old reply
+        return self._new_version(msgs[-1].id, lambda: self._reply(cancel))
 
-    def edit(self, message_id: int, text: str, cancel: threading.Event | None = None) -> Reply:
-        """Change a user message; every later message is replaced by a new reply.
+    def edit(
+        self,
+        message_id: int,
+        text: str,
+        cancel: threading.Event | None = None,
+        on_status: Callable[[WaitStatus], None] | None = None,
+    ) -> Reply:
+        """Send a new version of one of the user's messages; the old one and the messages
+        after it stay stored as the other branch (the reply carries the new message's id).
 
         The edited conversation is checked against the window first: a refused edit changes
         nothing."""
+        self._begin(on_status)
         msg = self.store.get_message(message_id)
         if msg.conversation_id != self.conversation_id or msg.role != USER:
             raise InvalidInputError("Only your own messages in this conversation can be edited.")
         if not text.strip():
             raise InvalidInputError("The message is empty.")
         kept = [(i, m) for i, m in self._history() if i is not None and i < message_id]
-        self.preview(kept + [(message_id, Message(USER, text))])  # raises if refused
-        later = [m for m in self.messages() if m.id > message_id]
-        if later:
-            self.store.delete_messages_from(self.conversation_id, later[0].id)
-        self.store.update_message(message_id, content=text, tokens=len(self.runtime.tokenize(text)))
-        return self._reply(cancel, user_message_id=message_id)
+        self.preview(kept + [(None, Message(USER, text))])  # raises if refused
+        tokens = len(self.runtime.tokenize(text))
 
-    def continue_reply(self, cancel: threading.Event | None = None) -> Reply:
+        def reply() -> Reply:
+            user = self.store.add_message(self.conversation_id, USER, text, tokens=tokens)
+            return self._reply(cancel, user_message_id=user.id)
+
+        return self._new_version(message_id, reply)
+
+    def _new_version(self, message_id: int, write: Callable[[], Reply]) -> Reply:
+        """Hide `message_id` from the shown path, then `write` its new version; if writing
+        fails before a reply exists, the old version is shown again."""
+        self.store.hide_version(message_id)
+        try:
+            return write()
+        except BaseException:
+            if not any(m.id > message_id for m in self.messages()):
+                self.store.select_version(message_id)
+            raise
+
+    def continue_reply(
+        self,
+        cancel: threading.Event | None = None,
+        on_status: Callable[[WaitStatus], None] | None = None,
+    ) -> Reply:
         """Extend the last reply (after it stopped for length, or was cancelled)."""
+        self._begin(on_status)
         msgs = self.messages()
         if not msgs or msgs[-1].role != ASSISTANT:
             raise InvalidInputError("There is no reply to continue.")
         return self._reply(cancel, continue_message=msgs[-1])
 
     def record_summary(self, name: str, text: str, result) -> tuple[StoredMessage, StoredMessage]:
-        """Put a document summary into the conversation so follow-up questions can use it;
-        returns the stored request ("Summarize the document …") and the summary.
-
-        The document is kept (its ranges index into it); the reply's stats carry the summary's
-        points with their source ranges and the document id, for 'show the source passage'."""
-        document_id = self.store.add_document(self.conversation_id, name, text)
-        tokens = result.source_tokens
-        note = " (partial: cancelled)" if result.partial else ""
-        request = self.store.add_message(
-            self.conversation_id, USER, f"Summarize the document “{name}” ({tokens} tokens)."
-        )
-        summary = result.to_json()
-        stats: dict = {"summary": {**summary, "document_id": document_id, "document": name}}
-        report = self.preview_report()  # the window before the summary, as for a reply
-        if report is not None:
-            stats["context"] = report.to_dict()
-        return request, self.store.add_message(
+        """Put a document summary into the conversation, the document attached (indexed) so
+        follow-up questions are answered from it; returns the stored request and the summary
+        (see `attachments.record_summary`)."""
+        return attachments.record_summary(
+            self.store,
+            self.runtime,
             self.conversation_id,
-            ASSISTANT,
-            result.summary + note,
-            status="cancelled" if result.partial else "complete",
-            tokens=len(self.runtime.tokenize(result.summary)),
-            stats=stats,
+            name,
+            text,
+            result,
+            self.preview_report(),
+            retitle=self.conversation.title == NEW_TITLE,
         )
 
     # -- the window: planning is pure, committing writes -------------------------------------
@@ -260,7 +280,16 @@ class ChatSession:
             pending = window.pending_summary
             if Policy.parse(conv.policy) is not Policy.SUMMARIZE or pending is None:
                 break
-            folded = fold_into_summary(self.runtime, summary, msgs[pending[0] : pending[1]], cancel)
+            leaving = msgs[pending[0] : pending[1]]
+            n = len(leaving)
+            self._status(
+                WaitStatus(
+                    "summarizing", 0, n, f"Summarizing {n} older message{'s' if n != 1 else ''}…"
+                )
+            )
+            started = time.perf_counter()
+            folded = fold_into_summary(self.runtime, summary, leaving, cancel)
+            self._summary_s += time.perf_counter() - started
             if folded is None:  # stopped: nothing is written, the reply ends as cancelled
                 return self._plan(window, ids, conv)
             summary, start = folded, window.start
@@ -276,22 +305,44 @@ class ChatSession:
         self.last_plan = plan
         return plan
 
+    # -- what the user waits for ---------------------------------------------------------------
+    def _begin(self, on_status: Callable[[WaitStatus], None] | None) -> None:
+        self._on_status = on_status
+        self._sent_at = time.perf_counter()
+        self._summary_s = 0.0
+
+    def _status(self, status: WaitStatus) -> None:
+        if self._on_status is not None:
+            self._on_status(status)
+
+    def _reading(self, done: int, total: int) -> None:
+        self._status(
+            WaitStatus("reading", done, total, f"Reading {total:,} tokens of this conversation…")
+        )
+
     def _fit(
         self, msgs: list[Message], conv: Conversation, start: int, summary: str, upto: int
     ) -> Window:
-        return fit_window(
-            msgs,
-            system=conv.system_prompt,
-            counter=self.runtime,
-            n_ctx=self.runtime.n_ctx,
-            reserve=self.reserve(),
-            policy=Policy.parse(conv.policy),
-            start=start,
-            summary=summary,
-            summary_upto=upto,
-            slide=self.slide,
-            truncate_oversize=self.truncate_oversize,
-        )
+        """The window with the conversation's documents in it (see `retrieval`)."""
+        reserve = self.reserve()
+
+        def fit(block: str) -> Window:
+            return fit_window(
+                msgs,
+                system=conv.system_prompt,
+                counter=self.runtime,
+                n_ctx=self.runtime.n_ctx,
+                reserve=reserve,
+                policy=Policy.parse(conv.policy),
+                start=start,
+                summary=summary,
+                summary_upto=upto,
+                slide=self.slide(Policy.parse(conv.policy)),
+                truncate_oversize=self.truncate_oversize,
+                context_block=block,
+            )
+
+        return fit_with_documents(fit, self.store, conv, msgs, self.runtime, reserve, summary)
 
     def _plan(self, window: Window, ids: Sequence[int | None], before: Conversation) -> Plan:
         report = ContextReport(
@@ -320,7 +371,12 @@ class ChatSession:
         cancel = cancel or threading.Event()
         plan = self.commit_window(cancel)
         stream = self.runtime.stream(
-            self.runtime.prompt_tokens(plan.window.messages), self.sampling, cancel
+            self.runtime.prompt_tokens(plan.window.messages),
+            self.sampling,
+            cancel,
+            on_progress=self._reading,
+            label=self.cache_label,
+            exact=self.exact_slide,
         )
         if continue_message is None:
             stored = self.store.add_message(self.conversation_id, ASSISTANT, "", status="streaming")
@@ -338,89 +394,6 @@ class ChatSession:
             user_message_id=user_message_id,
             title=title if title is not None else self.conversation.title,
         )
-
-
-class Reply(PieceStream):
-    """A streaming reply: iterate for text pieces; it is recorded as it grows and when it ends.
-
-    The engine's stream knows nothing of the store: this wrapper saves the growing text at
-    least every `save_interval` seconds and the final row (text, status, stats, context)."""
-
-    def __init__(
-        self,
-        session: ChatSession,
-        stream: ReplyStream,
-        message_id: int,
-        prefix: str,
-        plan: Plan,
-        *,
-        user_message_id: int | None = None,
-        title: str = "",
-    ):
-        self.session = session
-        self.stream = stream
-        self.message_id = message_id
-        self.user_message_id = user_message_id
-        self.prefix = prefix
-        self.plan = plan
-        self.context = plan.report
-        self.notice = plan.notice
-        self.title = title
-        self.result: ReplyResult | None = None
-        self._iter = self._run()
-
-    def cancel(self) -> None:
-        self.stream.cancel()
-
-    def join(self) -> ReplyResult:
-        for _ in self:
-            pass
-        assert self.result is not None
-        return self.result
-
-    @property
-    def text(self) -> str:
-        return self.prefix + self.stream.text
-
-    def _run(self) -> Iterator[str]:
-        store, last_save = self.session.store, time.monotonic()
-        try:
-            for piece in self.stream:
-                now = time.monotonic()
-                if now - last_save >= self.session.save_interval:
-                    store.save_partial(self.message_id, self.text)  # busy: skips this beat
-                    last_save = now
-                yield piece
-        finally:
-            self.stream.close()  # a consumer that stopped early ends the engine's stream too
-            self._finish()
-
-    def _finish(self) -> None:
-        stats = self.stream.stats or ReplyStats(finish_reason="error")
-        end = outcome(
-            stats.finish_reason,
-            context_full=self.stream.context_full,
-            max_tokens=self.stream.sampling.max_tokens,
-            notice=self.notice,
-        )
-        # The result first: if the save fails for good (StoreError, after FINAL_SAVE_WAIT),
-        # the caller still has the whole text, and the row keeps what was last saved.
-        self.result = ReplyResult(
-            self.message_id, self.text, stats, self.context, end.notice, end.status
-        )
-        self.session.store.finish_message(
-            self.message_id,
-            content=self.text,
-            status=end.status,
-            tokens=stats.completion_tokens,
-            stats={**stats.to_dict(), "context": self.context.to_dict()},
-        )
-
-
-def title_from(text: str) -> str:
-    """A conversation title from its first message: the first line, cut at TITLE_CHARS."""
-    first_line = text.strip().splitlines()[0]
-    return first_line[:TITLE_CHARS] + ("…" if len(first_line) > TITLE_CHARS else "")
 
 
 def _left_notice(window: Window, ids: Sequence[int | None], before: Conversation) -> str:

@@ -14,7 +14,6 @@ from assistant.conversation.database import (
     FINAL_SAVE_WAIT,
     PAUSE,
     WRITE_WAIT,
-    Database,
     StoreBusyError,
 )
 from assistant.conversation.records import (
@@ -25,10 +24,11 @@ from assistant.conversation.records import (
     now,
 )
 from assistant.conversation.schema import MIGRATIONS
+from assistant.conversation.versions import VersionInfo, Versions
 from assistant.errors import NotFoundError, StoreError
 
 # Re-exported for callers that type against the store's rows.
-__all__ = ["Conversation", "MIGRATIONS", "Store", "StoreBusyError", "StoredMessage"]
+__all__ = ["Conversation", "MIGRATIONS", "Store", "StoreBusyError", "StoredMessage", "VersionInfo"]
 
 # LIKE's wildcards and its escape character, matched literally in search text.
 _LIKE_SPECIAL = str.maketrans({"\\": "\\\\", "%": "\\%", "_": "\\_"})
@@ -42,8 +42,9 @@ _INSERT_MESSAGE = (
 )
 
 
-class Store(Database):
-    """The conversations, messages and documents of one database file."""
+class Store(Versions):
+    """The conversations, messages and documents of one database file. A conversation's
+    messages are the shown path of its versions (see `versions`)."""
 
     # -- conversations ---------------------------------------------------------------------
     def create_conversation(
@@ -82,7 +83,7 @@ class Store(Database):
             like = f"%{search.translate(_LIKE_SPECIAL)}%"
             sql += (
                 " AND (title LIKE ? ESCAPE '\\' OR id IN (SELECT conversation_id FROM messages"
-                " WHERE content LIKE ? ESCAPE '\\'))"
+                " WHERE active = 1 AND content LIKE ? ESCAPE '\\'))"
             )
             args = (like, like)
         with self._lock:
@@ -231,9 +232,11 @@ class Store(Database):
             ) from None
 
     def messages(self, conversation_id: int) -> list[StoredMessage]:
+        """The shown messages (the selected version of each), oldest first."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT * FROM messages WHERE conversation_id = ? ORDER BY id", (conversation_id,)
+                "SELECT * FROM messages WHERE conversation_id = ? AND active = 1 ORDER BY id",
+                (conversation_id,),
             ).fetchall()
         return [message_from_row(r) for r in rows]
 
@@ -250,7 +253,8 @@ class Store(Database):
         """Number of messages of every conversation, in one query."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT conversation_id, COUNT(*) FROM messages GROUP BY conversation_id"
+                "SELECT conversation_id, COUNT(*) FROM messages WHERE active = 1"
+                " GROUP BY conversation_id"
             ).fetchall()
         return {row[0]: row[1] for row in rows}
 
@@ -322,7 +326,14 @@ class Store(Database):
             ).fetchone()
         if row is None:
             raise NotFoundError(f"No document with id {document_id}.")
-        return row["name"], row["text"]
+        if row["text"]:
+            return row["name"], row["text"]
+        with self._lock:  # stored in pieces (see passage_index)
+            pieces = self._db.execute(
+                "SELECT text FROM document_chunks WHERE document_id = ? ORDER BY seq",
+                (document_id,),
+            ).fetchall()
+        return row["name"], "".join(piece[0] for piece in pieces)
 
 
 class _ImportRows:

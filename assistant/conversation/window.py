@@ -54,6 +54,7 @@ class Window:
     summary_upto: int  # history[:summary_upto] is covered by the summary
     system_kept: bool  # the system prompt (if any) is in the window: true by construction
     truncated: bool = False
+    sources: tuple = ()  # the document passages in the context block (see `retrieval`)
 
     @property
     def summarized(self) -> int:
@@ -69,11 +70,16 @@ class Window:
         return (self.summary_upto, self.start) if self.start > self.summary_upto else None
 
 
-def compose(system: str, summary: str, history: Sequence[Message]) -> tuple[Message, ...]:
-    """The message list sent to the model: system (+ summary) then the visible history."""
+def compose(
+    system: str, summary: str, history: Sequence[Message], context_block: str = ""
+) -> tuple[Message, ...]:
+    """The message list sent to the model: system (+ summary, + the documents' context block)
+    then the visible history."""
     content = system.strip()
     if summary.strip():
         content = (content + "\n\n" if content else "") + f"{SUMMARY_HEADER}\n{summary.strip()}"
+    if context_block.strip():
+        content = (content + "\n\n" if content else "") + context_block.strip()
     head = (Message(SYSTEM, content),) if content else ()
     return head + tuple(history)
 
@@ -99,12 +105,16 @@ def fit_window(
     summary_upto: int = 0,
     slide: float = 0.33,
     truncate_oversize: bool = False,
+    context_block: str = "",
 ) -> Window:
-    """Choose the window for the next reply. Raises ContextOverflowError when nothing can fit."""
+    """Choose the window for the next reply. Raises ContextOverflowError when nothing can fit.
+
+    `context_block` (the documents' excerpts) goes after the system prompt and the summary,
+    and is counted like them: it never leaves the window."""
     budget = n_ctx - reserve
     summary = summary if (policy is Policy.SUMMARIZE and summary_upto > 0) else ""
     summary_upto = summary_upto if summary else 0
-    base = compose(system, summary, ())
+    base = compose(system, summary, (), context_block)
     base_tokens = counter.count_prompt(base) if base else 0
     if base_tokens > budget:
         raise ContextOverflowError(
@@ -123,10 +133,10 @@ def fit_window(
     floor = _floor(history, counter, base_tokens, budget)
 
     def count(s: int) -> int:
-        return counter.count_prompt(compose(system, summary, history[s:]))
+        return counter.count_prompt(compose(system, summary, history[s:], context_block))
 
     def window(s: int, used: int) -> Window:
-        msgs = compose(system, summary, history[s:])
+        msgs = compose(system, summary, history[s:], context_block)
         return Window(msgs, s, used, n_ctx, reserve, summary_upto, True)
 
     known_over = start < floor.first  # the text alone from `start` is over the budget
@@ -147,10 +157,27 @@ def fit_window(
     chosen = _first_fitting(
         [s for s in starts if s > start and floor.at(s) <= target], count, target
     ) or _first_fitting([s for s in starts if s > start and floor.at(s) <= budget], count, budget)
+    if chosen is not None and chosen[0] == last and len(starts) > 1:
+        # the previous exchange (the reply being answered) stays while the budget holds it,
+        # even when that leaves less than `slide` free
+        previous = starts[-2]
+        if previous > start and floor.at(previous) <= budget:
+            used = count(previous)
+            if used <= budget:
+                chosen = (previous, used)
     if chosen is not None:
         return window(*chosen)
     return _fit_oversize(
-        history, last, system, summary, summary_upto, counter, n_ctx, reserve, truncate_oversize
+        history,
+        last,
+        system,
+        summary,
+        summary_upto,
+        counter,
+        n_ctx,
+        reserve,
+        truncate_oversize,
+        context_block,
     )
 
 
@@ -200,22 +227,22 @@ def _first_fitting(candidates: list[int], count, limit: int) -> tuple[int, int] 
 
 
 def _fit_oversize(
-    history, last, system, summary, summary_upto, counter, n_ctx, reserve, truncate
+    history, last, system, summary, summary_upto, counter, n_ctx, reserve, truncate, block=""
 ) -> Window:
     """The newest turn alone does not fit: explain with numbers, or cut the middle if allowed."""
     budget = n_ctx - reserve
     turn = list(history[last:])
     message = turn[0]
     msg_tokens = counter.tokenize(message.content)
-    used = counter.count_prompt(compose(system, summary, turn))
+    used = counter.count_prompt(compose(system, summary, turn, block))
     overhead = used - len(msg_tokens)
     room = budget - overhead
     if not truncate or room <= 64:
         raise MessageTooLongError(
             f"This message is {len(msg_tokens)} tokens, but the {n_ctx}-token window has room "
             f"for {max(room, 0)} (after the system prompt, the rest of this turn and {reserve} "
-            "tokens kept for the reply). Shorten it, raise the context size, summarize it as a "
-            "document, or allow shortening it in the middle.",
+            "tokens kept for the reply). Shorten it, raise the context size, or summarize it as "
+            "a document.",
             needed=used + reserve,
             limit=n_ctx,
         )
@@ -229,9 +256,9 @@ def _fit_oversize(
             + counter.detokenize(tail)
         )
         turn[0] = type(message)(message.role, text)
-        used = counter.count_prompt(compose(system, summary, turn))
+        used = counter.count_prompt(compose(system, summary, turn, block))
         if used <= budget:
-            msgs = compose(system, summary, turn)
+            msgs = compose(system, summary, turn, block)
             return Window(msgs, last, used, n_ctx, reserve, summary_upto, True, truncated=True)
         keep -= used - budget + 8
     raise MessageTooLongError(  # pragma: no cover - the loop converges in practice

@@ -7,5 +7,6 @@ Public entry points:
 - `options`: `SummaryOptions`, `SummaryResult`, `Progress`, `LENGTHS` (plain data, cheap to
   import: no llama.cpp, no numpy);
 - `chunking` (paragraphs, sentences, token-exact chunks), `points` (a reply's points, rendered
-  and traced to their sources), `language` (the language a script tells).
+  and traced to their sources), `language` (the language a script tells);
+- `passages.iter_passages(text)`: paragraph-aligned passages for retrieval; `titles.document_title`.
 """

@@ -32,3 +32,17 @@ def detect_language(text: str) -> str | None:
 def is_cjk(word: str) -> bool:
     """Whether a word is written in Chinese, Japanese or Korean script (no spaces between words)."""
     return any("\u3040" <= ch <= "\u9fff" or "\uac00" <= ch <= "\ud7af" for ch in word)
+
+
+# Short English words that say nothing about what a text is about (retrieval and sources
+# ignore them).
+STOPWORDS = frozenset(
+    """a about above after again all also am an and any are as at be been before being below
+    between both but by can could did do does doing down during each few for from further had
+    has have having he her here hers herself him himself his how i if in into is it its itself
+    just me more most my myself no nor not now of off on once only or other our ours out over
+    own same she should so some such than that the their theirs them then there these they
+    this those through to too under until up very was we were what when where which while who
+    whom why will with would you your yours yourself tell say said please according document
+    text one ones""".split()
+)

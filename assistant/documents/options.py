@@ -61,6 +61,10 @@ class Progress:
     source_tokens: int
     elapsed_s: float
     eta_s: float | None
+    # within the current model call, while its prompt is read (0 of 0 once it writes): so that
+    # a long first chunk shows movement before any call has finished
+    prompt_done: int = 0
+    prompt_total: int = 0
 
 
 @dataclass(frozen=True)

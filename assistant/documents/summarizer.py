@@ -34,6 +34,9 @@ if TYPE_CHECKING:
 # Texts up to this long are counted whole first (about a second), to see whether one prompt can
 # hold them; longer ones cannot fit any window and are counted chunk by chunk as they are read.
 EXACT_COUNT_CHARS = 1_000_000
+# A prompt this long takes a noticeable while to read (seconds on a laptop CPU for a 4k-token
+# chunk): its reading is reported batch by batch, so the first chunk shows movement.
+PROMPT_PROGRESS_TOKENS = 1024
 SYSTEM_PROMPT = (
     "You summarize documents faithfully. Use only facts stated in the text; never invent any."
 )
@@ -245,7 +248,14 @@ class Summarizer:
         sampling = SamplingOptions(
             temperature=0.2, top_p=0.9, repeat_penalty=1.15, max_tokens=max_tokens, seed=0
         )
-        stream = self.rt.stream(tokens, sampling, self.cancel)
+        stream = self.rt.stream(
+            tokens,
+            sampling,
+            self.cancel,
+            on_progress=lambda done, total: (
+                self._report(stage, done, total) if total >= PROMPT_PROGRESS_TOKENS else None
+            ),
+        )
         reply = stream.join()
         self._calls += 1
         if stream.finish_reason != "cancelled":  # a chunk stopped midway was not read
@@ -261,7 +271,8 @@ class Summarizer:
             points = [SummaryPoint(clean_point(p.text[:300]), p.sources) for p in sources[:2]]
         return _Note(points)
 
-    def _report(self, stage: str) -> None:
+    def _report(self, stage: str, prompt_done: int = 0, prompt_total: int = 0) -> None:
+        """After each model call, and while a call's prompt is read (batch by batch)."""
         elapsed = time.perf_counter() - self._start
         done, total = self._calls, max(self._total_calls, self._calls)
         eta = elapsed / done * (total - done) if done else None
@@ -274,6 +285,8 @@ class Summarizer:
                 self._source_tokens,
                 round(elapsed, 2),
                 None if eta is None else round(eta, 1),
+                prompt_done,
+                prompt_total,
             )
         )
 

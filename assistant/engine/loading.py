@@ -20,6 +20,7 @@ from typing import Any
 
 from assistant.engine.runtime import ModelRuntime
 from assistant.errors import ModelLoadError
+from assistant.library.catalog import with_display_name
 from assistant.library.fit import CTX_PAD, auto_gpu_layers, estimate, gpu_budget, padded_ctx
 from assistant.library.gguf_header import GGUFInfo, read_gguf_info
 from assistant.library.memory import SystemMemory, detect_memory
@@ -83,7 +84,7 @@ def load_with_fallback(
     """
     path = Path(path).expanduser()
     options = (options or LoadOptions(n_gpu_layers=AUTO_GPU_LAYERS)).validated()
-    info = read_gguf_info(path)
+    info = with_display_name(read_gguf_info(path))
     options, adjustments = fitted_options(options, info)
     memory = memory or detect_memory()
     refuse_if_too_large(path, info, options, memory)

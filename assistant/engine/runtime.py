@@ -6,11 +6,8 @@ The CLI, the chat manager, the summarizer, the benchmarks and the Qt worker all 
 
 from __future__ import annotations
 
-import codecs
 import os
-import random
 import threading
-import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
@@ -27,18 +24,21 @@ from assistant.engine.chat_format import (
     JinjaChatFormat,
     PlainChatFormat,
 )
+from assistant.engine.prompt_cache import PromptCache
+from assistant.engine.reply_stream import PieceStream, ReplyStream  # noqa: F401 (re-exported)
+from assistant.engine.state_cache import StateCache
+from assistant.engine.state_cache import model_key as state_model_key
 from assistant.errors import (
     ChatFormatError,
-    ContextOverflowError,
-    GenerationError,
     InvalidInputError,
     LoadCancelledError,
     ModelLoadError,
 )
 from assistant.library.fit import auto_gpu_layers
 from assistant.library.gguf_header import GGUFInfo, ModelInfo, check_vocabulary, read_gguf_info
+from assistant.library.lora_check import check_adapter
 from assistant.settings import default_threads
-from assistant.types import AUTO_GPU_LAYERS, LoadOptions, Message, ReplyStats, SamplingOptions
+from assistant.types import AUTO_GPU_LAYERS, LoadOptions, Message, SamplingOptions
 
 # llama-cpp-python builds the model parameters inside `Llama.__init__` and offers no way to pass
 # llama.cpp's load progress callback; it is installed by wrapping the default-parameters
@@ -70,6 +70,8 @@ class ModelRuntime:
         # (ModelLoadError) before llama.cpp sees it, and the model's info comes from it.
         self.header = header or read_gguf_info(self.path)
         self._llm = self._load()
+        self.cache = PromptCache(self._llm, self._state_key)
+        self._key: str | None = None
         try:
             self.chat_format = self._make_chat_format()
         except (ModelLoadError, InvalidInputError):
@@ -96,6 +98,7 @@ class ModelRuntime:
             )
         # a token listed twice makes llama.cpp abort the process: refused here, by name
         check_vocabulary(self.path)
+        check_adapter(self.path, opts.lora_path)  # an adapter for another model: named, refused
         marker = llama_log.mark()
         try:
             with self._load_progress():
@@ -107,6 +110,8 @@ class ModelRuntime:
                     n_threads_batch=opts.n_threads or os.cpu_count() or default_threads(),
                     n_gpu_layers=opts.n_gpu_layers,
                     flash_attn=opts.flash_attn,
+                    lora_path=opts.lora_path or None,
+                    lora_scale=opts.lora_scale,
                     verbose=False,
                 )
         except (ValueError, RuntimeError, OSError, MemoryError) as exc:
@@ -183,8 +188,29 @@ class ModelRuntime:
             ) from None
         return chat_format
 
+    # -- saved conversation caches -------------------------------------------------------
+    def use_saved_states(self, states: StateCache | None) -> None:
+        """Keep conversations' KV states in `states` (memory and disk) and restore them when a
+        conversation comes back (see PromptCache)."""
+        self.cache.states = states
+
+    def save_state(self) -> bool:
+        """Keep the live cache of the conversation it belongs to (after a reply, when the user
+        switches away); the disk write happens in the background."""
+        return self._llm is not None and self.cache.save()
+
+    def _state_key(self) -> str:
+        if self._key is None:
+            opts = self.options
+            extra = f"{opts.lora_path}|{opts.lora_scale}|{opts.flash_attn}"
+            self._key = state_model_key(self.path, self.n_ctx, extra)
+        return self._key
+
     def close(self) -> None:
         if self._llm is not None:
+            self.save_state()
+            if self.cache.states is not None:
+                self.cache.states.flush(timeout=30)
             self._llm.close()
             self._llm = None
 
@@ -246,18 +272,41 @@ class ModelRuntime:
         prompt: Sequence[int] | Sequence[Message],
         sampling: SamplingOptions | None = None,
         cancel: threading.Event | None = None,
+        *,
+        grammar: str | None = None,
+        on_progress: Callable[[int, int], None] | None = None,
+        label: str | None = None,
+        exact: bool = False,
     ) -> ReplyStream:
         """A generator of text pieces; see `ReplyStream`. The sampling options are checked
         against their ranges whoever built them (a stored conversation, a request): nothing out
-        of range reaches llama.cpp, and max_tokens is never 'unlimited'."""
+        of range reaches llama.cpp, and max_tokens is never 'unlimited'.
+
+        `grammar` (GBNF text) constrains the reply (InvalidInputError if it does not parse);
+        `on_progress(done, total)` is called while the prompt is read, before the first batch
+        and after each one, with the prompt tokens evaluated so far out of those to evaluate.
+        `label` names the conversation the cache will belong to (its state is saved and restored
+        under that name); `exact` re-reads what a shift of the cache would reuse."""
         sampling = (sampling or SamplingOptions()).validated()
         if prompt and isinstance(prompt[0], Message):
             prompt = self.prompt_tokens(prompt)  # type: ignore[arg-type]
-        return ReplyStream(self, list(prompt), sampling, cancel)
+        parsed = _parse_grammar(grammar) if grammar else None
+        return ReplyStream(
+            self, list(prompt), sampling, cancel, parsed, on_progress, label=label, exact=exact
+        )
 
     def complete(self, prompt, sampling: SamplingOptions | None = None) -> str:
         """Non-streaming callers join the same generator."""
         return self.stream(prompt, sampling).join()
+
+
+def _parse_grammar(grammar: str) -> llama_cpp.LlamaGrammar:
+    marker = llama_log.mark()
+    try:
+        return llama_cpp.LlamaGrammar.from_string(grammar, verbose=False)
+    except (ValueError, RuntimeError) as exc:
+        reason = llama_log.reason_since(marker) or str(exc)
+        raise InvalidInputError(f"The reply grammar does not parse: {reason}") from None
 
 
 def _exception_reason(exc: BaseException) -> str:
@@ -265,189 +314,3 @@ def _exception_reason(exc: BaseException) -> str:
     if isinstance(exc, MemoryError):  # e.g. the logits buffer of a huge batch
         return f"not enough memory ({exc})" if str(exc) else "not enough memory"
     return str(exc)
-
-
-class PieceStream:
-    """The iterator protocol shared by every streamed reply: subclasses set `self._iter`."""
-
-    _iter: Iterator[str]
-
-    def __iter__(self) -> Iterator[str]:
-        return self
-
-    def __next__(self) -> str:
-        return next(self._iter)
-
-    def close(self) -> None:
-        """Stop consuming: the reply ends as cancelled, keeping what was generated."""
-        self._iter.close()
-
-
-class ReplyStream(PieceStream):
-    """Iterate for text pieces; `stats`, `text` and `context_full` are set when it ends.
-
-    `cancel()` (or setting the shared event) stops it between two tokens with finish reason
-    'cancelled'; what was generated so far is kept in `text`.
-    """
-
-    def __init__(
-        self,
-        runtime: ModelRuntime,
-        prompt: list[int],
-        sampling: SamplingOptions,
-        cancel: threading.Event | None,
-    ):
-        self.runtime = runtime
-        self.prompt = prompt
-        self.sampling = sampling
-        self.cancel_event = cancel or threading.Event()
-        self.text = ""
-        self.stats: ReplyStats | None = None
-        self.context_full = False
-        self._iter = self._run()
-
-    def cancel(self) -> None:
-        self.cancel_event.set()
-
-    def join(self) -> str:
-        for _ in self:
-            pass
-        return self.text
-
-    @property
-    def finish_reason(self) -> str | None:
-        return self.stats.finish_reason if self.stats else None
-
-    def _run(self) -> Iterator[str]:
-        rt, s, prompt = self.runtime, self.sampling, self.prompt
-        llm = rt._llm
-        n_ctx = llm.n_ctx()
-        if len(prompt) >= n_ctx:
-            raise ContextOverflowError(
-                f"The prompt is {len(prompt)} tokens; the context window holds {n_ctx}.",
-                needed=len(prompt),
-                limit=n_ctx,
-            )
-        room = n_ctx - len(prompt)
-        limit = min(s.max_tokens, room) if s.max_tokens and s.max_tokens > 0 else room
-        if self.cancel_event.is_set():  # stopped before the prompt was even evaluated
-            self.stats = ReplyStats(prompt_tokens=len(prompt), finish_reason="cancelled")
-            return
-        cached = rt.reusable_prefix(prompt)
-        llm.set_seed(s.seed if s.seed is not None else random.randrange(1, 2**31))
-        stops = tuple(s.stop) + rt.chat_format.stop_strings
-        matcher = _StopAndDecode(stops)
-        finish, n = "length", 0
-        t0 = time.perf_counter()
-        t_first = t_last = t0
-        if not self._evaluate_prompt(llm, prompt, cached):  # stopped while reading the prompt
-            self.stats = ReplyStats(
-                prompt_tokens=len(prompt),
-                cached_tokens=cached,
-                ttft_s=round(time.perf_counter() - t0, 4),
-                total_s=round(time.perf_counter() - t0, 4),
-                finish_reason="cancelled",
-            )
-            return
-        tokens = llm.generate(
-            prompt,
-            top_k=s.top_k,
-            top_p=s.top_p,
-            min_p=s.min_p,
-            temp=max(s.temperature, 0.0),
-            repeat_penalty=s.repeat_penalty,
-            logits_processor=(
-                llama_cpp.LogitsProcessorList([rt.ban_end_of_generation]) if s.ignore_eos else None
-            ),
-        )
-        try:
-            for token in tokens:
-                t_last = time.perf_counter()
-                if n == 0:
-                    t_first = t_last
-                if self.cancel_event.is_set():
-                    finish = "cancelled"
-                    break
-                if rt.is_end_of_generation(token):
-                    finish = "stop"
-                    break
-                n += 1
-                piece, stopped = matcher.feed(llm.detokenize([token]))
-                if piece:
-                    self.text += piece
-                    yield piece
-                if stopped:
-                    finish = "stop"
-                    break
-                if n >= limit:
-                    self.context_full = limit == room
-                    break
-                if self.cancel_event.is_set():
-                    finish = "cancelled"
-                    break
-            else:
-                finish = "stop"
-            # Text held back as a possible start of a stop string was not one after all (a
-            # matched stop string leaves nothing held): it belongs to the reply.
-            tail = matcher.flush()
-            if tail:
-                self.text += tail
-                yield tail
-        except GeneratorExit:  # the consumer closed the stream: a stop, not a length limit
-            finish = "cancelled"
-            raise
-        except RuntimeError as exc:
-            finish = "error"
-            raise GenerationError(f"llama.cpp failed while generating: {exc}") from None
-        finally:
-            tokens.close()
-            end = time.perf_counter()
-            decode = t_last - t_first
-            self.stats = ReplyStats(
-                prompt_tokens=len(prompt),
-                cached_tokens=cached,
-                completion_tokens=n,
-                ttft_s=round(t_first - t0, 4) if n else round(end - t0, 4),
-                tokens_per_s=round((n - 1) / decode, 2) if n > 1 and decode > 0 else 0.0,
-                total_s=round(end - t0, 4),
-                finish_reason=finish if finish != "length" or n else "length",
-            )
-
-    def _evaluate_prompt(self, llm: llama_cpp.Llama, prompt: list[int], cached: int) -> bool:
-        """Evaluate all but the last prompt token one batch at a time, checking the cancel flag
-        between batches, so a stop also takes effect while a long prompt is read (which takes
-        minutes for a full window on a slow CPU). `generate` then finds this prefix in the cache
-        and evaluates only the last token. False if cancelled (the cache keeps what was read)."""
-        end, step = len(prompt) - 1, llm.n_batch
-        if end - cached <= step:  # one batch or less: generate() reads it as fast
-            return True
-        if cached and llm._ctx.kv_cache_seq_rm(-1, cached, -1):
-            llm.n_tokens = cached
-        else:  # nothing reusable, or a cache that cannot drop a suffix (recurrent models)
-            llm.reset()
-            cached = 0
-        for i in range(cached, end, step):
-            if self.cancel_event.is_set():
-                return False
-            try:
-                llm.eval(prompt[i : min(end, i + step)])
-            except RuntimeError as exc:
-                raise GenerationError(f"llama.cpp failed while reading the prompt: {exc}") from None
-        return True
-
-
-class _StopAndDecode:
-    """Incremental UTF-8 decoding (a character may span tokens) followed by stop matching."""
-
-    def __init__(self, stops: Sequence[str]):
-        from assistant.engine.stop_matcher import StopMatcher
-
-        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        self._stops = StopMatcher(stops)
-
-    def feed(self, data: bytes) -> tuple[str, bool]:
-        return self._stops.feed(self._decoder.decode(data))
-
-    def flush(self) -> str:
-        # Bytes of a character cut off by the end of generation are dropped, not shown as U+FFFD.
-        return self._stops.flush()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -148,6 +148,25 @@ def _entry(m: dict[str, Any]) -> CatalogEntry:
         embedded=bool(m.get("embedded", False)),
         source=m.get("source", ""),
     )
+
+
+def display_name(info: GGUFInfo) -> str:
+    """The name people see for a model file, the same everywhere (status bar, library, settings,
+    the CLI): the catalog's name when the file is one of its models, else the GGUF's cleaned
+    `general.name` (see `naming`), else the file name."""
+    try:
+        entries = load_catalog()
+    except (InvalidInputError, OSError):
+        return info.name
+    file_name = Path(info.path).name.lower()
+    for entry in entries:
+        if any(f.file.lower() == file_name for f in entry.files):
+            return entry.name
+    return info.name
+
+
+def with_display_name(info: GGUFInfo) -> GGUFInfo:
+    return replace(info, name=display_name(info))
 
 
 def find_entry(text: str, entries: tuple[CatalogEntry, ...] | None = None) -> CatalogEntry | None:

@@ -223,6 +223,7 @@ def reinstall_hint(memory: SystemMemory) -> str:
 class GpuPlan:
     n_gpu_layers: int
     note: str
+    why_cpu: str = ""  # a few words on why nothing goes to the GPU ("" when something does)
 
 
 def auto_gpu_layers(
@@ -235,11 +236,11 @@ def auto_gpu_layers(
     """The most layers whose weights, KV cache and compute buffer fit the free VRAM."""
     memory = memory or detect_memory()
     if not memory.gpus:
-        return GpuPlan(0, "No GPU found: the model runs on the CPU.")
+        return GpuPlan(0, "No GPU found: the model runs on the CPU.", "no GPU found")
     if offload_supported is None:
         offload_supported = gpu_offload_supported()
     if not offload_supported:
-        return GpuPlan(0, reinstall_hint(memory))
+        return GpuPlan(0, reinstall_hint(memory), "this llama.cpp build has no GPU support")
     budget = gpu_budget(memory)
     total = info.n_layers + 1
     vram = vram_by_gpu_layers(info, n_ctx, **kwargs)
@@ -254,6 +255,7 @@ def auto_gpu_layers(
         0,
         f"Not even one layer fits the GPU's {_gib(budget)} of usable VRAM at "
         f"{n_ctx} tokens of context: the model runs on the CPU.",
+        "too large for the GPU's free memory",
     )
 
 
@@ -267,6 +269,14 @@ class FitVerdict:
     ram_budget: int
     vram_budget: int
     note: str
+    why_cpu: str = ""  # for "cpu": why nothing goes to the GPU, in a few words
+
+    @property
+    def badge(self) -> str:
+        """The label with its reason where it needs one: 'CPU only (no GPU found)'."""
+        if self.kind == "cpu" and self.why_cpu:
+            return f"{self.label} ({self.why_cpu})"
+        return self.label
 
     @property
     def label(self) -> str:
@@ -339,4 +349,6 @@ def fit(
         kind = "cpu"
     if not memory.ram_total:
         notes.append("Free RAM could not be measured on this system.")
-    return FitVerdict(kind, n_ctx, plan.n_gpu_layers, total, est, ram, vram, " ".join(notes))
+    return FitVerdict(
+        kind, n_ctx, plan.n_gpu_layers, total, est, ram, vram, " ".join(notes), plan.why_cpu
+    )

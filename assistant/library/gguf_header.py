@@ -38,6 +38,7 @@ from assistant.library.gguf_parse import (
     TensorInfo,
     parse_header,
 )
+from assistant.library.naming import clean_model_name
 
 SHARD_RE = re.compile(r"^(?P<base>.+)-(?P<no>\d{5})-of-(?P<count>\d{5})\.gguf$", re.IGNORECASE)
 _OUTPUT_TENSORS = ("output.", "output_norm.")
@@ -215,9 +216,17 @@ def _not_usable(path: Path, magic: bytes, exc: MalformedHeader) -> ModelLoadErro
         hint = " It looks like a PyTorch checkpoint: convert it with `assistant convert`."
     if magic != b"GGUF":
         return ModelLoadError(
-            f"{path} is not a GGUF model file (it starts with {magic!r}, not b'GGUF').{hint}"
+            f"{path} is not a GGUF model file: a GGUF file begins with the letters GGUF, and "
+            f"this one begins with {_first_bytes(magic)}.{hint}"
         )
     return ModelLoadError(f"{path} is not a usable GGUF model file: {exc}.")
+
+
+def _first_bytes(magic: bytes) -> str:
+    """“this” for readable text, else the bytes in hexadecimal (for an error message)."""
+    if magic and all(32 <= b < 127 for b in magic):
+        return f"“{magic.decode('ascii')}”"
+    return "the bytes " + (" ".join(f"{b:02x}" for b in magic) or "(none)")
 
 
 def shard_paths(path: Path) -> list[Path]:
@@ -295,7 +304,7 @@ def info_from_headers(
                 embedding_bytes += t.n_bytes
     return GGUFInfo(
         path=path,
-        name=_text(md, gguf.Keys.General.NAME) or Path(path).stem,
+        name=clean_model_name(_text(md, gguf.Keys.General.NAME), path),
         architecture=arch,
         n_params=sum(t.n_elements for t in tensors),
         file_size=file_size,

@@ -45,6 +45,9 @@ DEFAULT_ENDPOINT = "https://huggingface.co"
 CHUNK = 1 << 20
 HEADER_FETCH = 4 << 20  # first Range read for a remote GGUF header; grown as needed
 HEADER_LIMIT = 256 << 20
+# How to go on without the Hub, in words for the app and the terminal alike (the CLI adds how to
+# switch the Hub off: `assistant.cli.main`).
+OFFLINE_WORKS = "the models already downloaded work without it."
 
 
 # -- settings -----------------------------------------------------------------------------------
@@ -107,8 +110,8 @@ def hub_errors(repo: str | None = None, filename: str | None = None) -> Iterator
         ) from None
     except (httpx2.TransportError, hf.FileMetadataError, ConnectionError) as exc:
         raise HubConnectionError(
-            f"Cannot reach the Hub at {endpoint()} ({short_reason(exc)}). Check the connection, or "
-            f"set HF_HUB_OFFLINE=1 to work with the models already downloaded."
+            f"Cannot reach the Hub at {endpoint()} ({short_reason(exc)}). Check the connection;"
+            f" {OFFLINE_WORKS}"
         ) from None
     except hf.HfHubHTTPError as exc:
         status = exc.response.status_code if exc.response is not None else "?"
@@ -192,7 +195,7 @@ def _check_reachable(timeout: float = 5.0) -> None:
     except OSError as exc:
         raise HubConnectionError(
             f"Cannot reach the Hub at {endpoint()} ({exc.strerror or exc}). Check the "
-            f"connection, or set HF_HUB_OFFLINE=1 to work with the models already downloaded."
+            f"connection; {OFFLINE_WORKS}"
         ) from None
 
 

@@ -21,6 +21,7 @@ from typing import Any
 
 from assistant import paths
 from assistant.errors import InvalidInputError, ModelLoadError
+from assistant.library.catalog import display_name
 from assistant.library.embedded import find_embedded_model
 from assistant.library.gguf_header import (
     SHARD_RE,
@@ -55,7 +56,7 @@ class LibraryModel:
 
     @property
     def name(self) -> str:
-        return self.info.name if self.info else self.path.name
+        return display_name(self.info) if self.info else self.path.name
 
     def to_dict(self) -> dict[str, Any]:
         data = {

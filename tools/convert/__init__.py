@@ -1,7 +1,8 @@
 """Checkpoint → GGUF conversion: read lazily, map one architecture, write, quantize, verify.
 
 `convert(ConvertOptions(...))` is the entry point for the CLI and the desktop app; the pieces
-(checkpoint readers, mappers, vocabularies, writer, quantizer, verifier) are usable alone.
+(checkpoint readers, mappers, vocabularies, writer, quantizer, verifier, and `lora` for PEFT
+adapters, merged or exported as GGUF adapters) are usable alone.
 Importing the package is cheap: the pipeline (numpy, gguf) loads on first use.
 """
 

@@ -12,10 +12,12 @@ from .out_types import OUT_TYPES  # cheap: building the parser does not load the
 if TYPE_CHECKING:
     from .pipeline import ConvertResult, Progress
 
-HELP = "convert a PyTorch / Hugging Face / nanoGPT checkpoint to a GGUF model file"
+HELP = "convert a PyTorch / Hugging Face / nanoGPT checkpoint or a LoRA adapter to GGUF"
 DESCRIPTION = (
     "Convert a Hugging Face folder (config.json + safetensors or pytorch_model*.bin), "
-    "a nanoGPT ckpt.pt, or a bare state dict (with --config) into GGUF."
+    "a nanoGPT ckpt.pt, or a bare state dict (with --config) into GGUF. Given a PEFT LoRA "
+    "adapter folder (adapter_config.json), merge it into its base (--base) and write the "
+    "fine-tuned model, or with --adapter-only write a GGUF adapter to apply with --lora."
 )
 
 
@@ -26,7 +28,11 @@ def add_convert_parser(sub) -> None:
 
 def add_convert_arguments(p: argparse.ArgumentParser) -> None:
     """The converter's arguments, and `run_convert` as the parser's `run` default."""
-    p.add_argument("source", type=Path, help="model folder, ckpt.pt, .safetensors, .bin or .pt")
+    p.add_argument(
+        "source",
+        type=Path,
+        help="model folder, ckpt.pt, .safetensors, .bin or .pt, or a PEFT LoRA adapter folder",
+    )
     p.add_argument("--out", type=Path, required=True, help="the .gguf file to write")
     p.add_argument(
         "--type",
@@ -49,6 +55,17 @@ def add_convert_arguments(p: argparse.ArgumentParser) -> None:
         help="compare logits and tokenization with PyTorch; exit 1 past thresholds",
     )
     p.add_argument("--threads", type=int, help="CPU threads for quantizing and verifying")
+    p.add_argument(
+        "--base",
+        help="for an adapter: the base model, a Hugging Face folder or a Hub id in the local "
+        "cache (default: the adapter's base_model_name_or_path)",
+    )
+    p.add_argument(
+        "--adapter-only",
+        action="store_true",
+        help="for an adapter: write a GGUF LoRA adapter (f32, f16, bf16 or q8_0) instead of "
+        "merging it; apply it with `assistant chat --model BASE.gguf --lora OUT.gguf`",
+    )
     p.set_defaults(run=run_convert)
 
 
@@ -65,6 +82,8 @@ def run_convert(args: argparse.Namespace) -> int:
         name=args.name,
         verify=args.verify,
         threads=args.threads,
+        base=args.base,
+        adapter_only=args.adapter_only,
     )
     with _ProgressBar() as bar:
         result = convert(options, bar.update)
@@ -112,8 +131,9 @@ class _ProgressBar:
 def _print_result(result: ConvertResult) -> None:
     from assistant.library.sizes import format_bytes
 
+    what = "adapter " if result.kind == "adapter" else ""
     print(
-        f"Wrote {result.path} ({result.gguf_architecture}, {result.out_type}, "
+        f"Wrote {what}{result.path} ({result.gguf_architecture}, {result.out_type}, "
         f"{result.n_tensors} tensors, {format_bytes(result.size_bytes)}) in "
         f"{result.seconds:.1f} s"
     )

@@ -1,14 +1,19 @@
 """PyTorch forwards written from the papers' definitions, on the checkpoint's own tensors.
 
 `--verify` compares llama.cpp's logits on the GGUF with these. They read the source names
-and layouts (no permutation, Conv1D as stored), so an error in the mapping shows up as a
-difference. The tests check them against the `transformers` implementations.
+and layouts (no permutation, Conv1D as stored, Gemma's norms without their +1), so an error in
+the mapping shows up as a difference. The tests check them against the `transformers`
+implementations.
+
+Every forward takes all prompts at once and walks the layers in order, reading one layer's
+tensors at a time (`LazyWeights`): verifying a 7B checkpoint needs about one layer in float32,
+not the 28 GB of the whole model.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -16,14 +21,35 @@ import torch
 import torch.nn.functional as F
 
 Weights = Mapping[str, torch.Tensor]
+Prompts = Sequence[Sequence[int]]
+
+
+class LazyWeights(Mapping[str, torch.Tensor]):
+    """A checkpoint's tensors as float32 torch tensors, each read when asked for, never kept."""
+
+    def __init__(self, checkpoint: Any):
+        self._checkpoint = checkpoint
+
+    def __getitem__(self, name: str) -> torch.Tensor:
+        if name not in self._checkpoint.tensors:
+            raise KeyError(name)
+        return torch.from_numpy(np.array(self._checkpoint.load(name), dtype=np.float32))
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._checkpoint.tensors)
+
+    def __len__(self) -> int:
+        return len(self._checkpoint.tensors)
 
 
 def load_weights(checkpoint: Any) -> dict[str, torch.Tensor]:
     """Every tensor of a checkpoint as float32 torch tensors (the whole model in memory)."""
-    return {
-        name: torch.from_numpy(np.array(checkpoint.load(name), dtype=np.float32))
-        for name in checkpoint.tensors
-    }
+    return dict(LazyWeights(checkpoint).items())
+
+
+def layer(weights: Weights, prefix: str) -> dict[str, torch.Tensor]:
+    """The tensors under `prefix` (one block), read now, keyed without the prefix."""
+    return {name[len(prefix) :]: weights[name] for name in weights if name.startswith(prefix)}
 
 
 def rope_inv_freq(dim: int, theta: float, rope: Mapping[str, Any] | None) -> torch.Tensor:
@@ -46,28 +72,75 @@ def rope_inv_freq(dim: int, theta: float, rope: Mapping[str, Any] | None) -> tor
     return inv.to(torch.float32)
 
 
-def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    half = x.shape[-1] // 2
-    rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
-    return x * cos + rotated * sin
+def rotary(T: int, inv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin [T, 2·len(inv)] in the rotate-half layout."""
+    angles = torch.outer(torch.arange(T, dtype=torch.float32), inv)
+    both = torch.cat((angles, angles), -1)
+    return both.cos(), both.sin()
 
 
-def _rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
-    return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * weight
+def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotary embedding on the first cos.shape[-1] features of each head (all of them unless
+    the rotation is partial, as in Phi-3 with partial_rotary_factor < 1)."""
+    n = cos.shape[-1]
+    x_rot, x_pass = x[..., :n], x[..., n:]
+    half = n // 2
+    rotated = torch.cat((-x_rot[..., half:], x_rot[..., :half]), dim=-1)
+    return torch.cat((x_rot * cos + rotated * sin, x_pass), dim=-1)
 
 
-def _attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """q [h, T, d], k/v [h_kv, T, d]; causal; kv heads shared by groups of query heads."""
+def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float, offset: float = 0.0):
+    return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * (weight + offset)
+
+
+def attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    *,
+    scale: float | None = None,
+    window: int | None = None,
+    softcap: float | None = None,
+) -> torch.Tensor:
+    """q [h, T, d], k/v [h_kv, T, d]; causal; kv heads shared by groups of query heads; an
+    optional sliding window (a query sees the `window` latest keys) and score soft-capping."""
     groups = q.shape[0] // k.shape[0]
     k = k.repeat_interleave(groups, dim=0)
     v = v.repeat_interleave(groups, dim=0)
-    return F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    if window is None and softcap is None:
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scale)
+    scores = (q @ k.transpose(-1, -2)) * (scale if scale is not None else q.shape[-1] ** -0.5)
+    if softcap is not None:
+        scores = torch.tanh(scores / softcap) * softcap
+    T = q.shape[1]
+    i = torch.arange(T)[:, None]
+    j = torch.arange(T)[None, :]
+    allowed = j <= i
+    if window is not None:
+        allowed &= (i - j) < window
+    scores = scores.masked_fill(~allowed, float("-inf"))
+    return torch.softmax(scores, dim=-1) @ v
+
+
+def heads(x: torch.Tensor, n: int, d: int) -> torch.Tensor:
+    """[T, n·d] → [n, T, d]."""
+    return x.view(x.shape[0], n, d).transpose(0, 1)
+
+
+def merge_heads(x: torch.Tensor) -> torch.Tensor:
+    """[n, T, d] → [T, n·d]."""
+    return x.transpose(0, 1).reshape(x.shape[1], -1)
+
+
+def embed(weights: Weights, name: str, prompts: Prompts, scale: float = 1.0) -> list[torch.Tensor]:
+    table = weights[name]
+    return [table[torch.as_tensor(list(ids))] * scale for ids in prompts]
 
 
 @torch.no_grad()
 def llama_logits(
     weights: Weights,
-    ids: Sequence[int],
+    prompts: Prompts,
     *,
     n_layer: int,
     n_head: int,
@@ -79,80 +152,89 @@ def llama_logits(
     tied: bool,
     qkv_bias: bool,
     out_bias: bool = False,
-) -> torch.Tensor:
-    """LLaMA / Mistral / Qwen2: RMSNorm, rotary (rotate-half layout), SwiGLU, GQA."""
-    w = weights.__getitem__
-    x = w("model.embed_tokens.weight")[torch.as_tensor(list(ids))]
-    T = x.shape[0]
+    qk_norm: bool = False,
+) -> list[torch.Tensor]:
+    """LLaMA / Mistral / Qwen2 / Qwen3 (`qk_norm`: per-head RMSNorm of q and k before rope):
+    RMSNorm, rotary (rotate-half layout), SwiGLU, GQA."""
+    xs = embed(weights, "model.embed_tokens.weight", prompts)
     inv = rope_inv_freq(head_dim, rope_theta, rope)
-    angles = torch.outer(torch.arange(T, dtype=torch.float32), inv)
-    cos = torch.cat((angles, angles), -1).cos()
-    sin = torch.cat((angles, angles), -1).sin()
     for i in range(n_layer):
-        p = f"model.layers.{i}."
-        h = _rms_norm(x, w(p + "input_layernorm.weight"), eps)
+        w = layer(weights, f"model.layers.{i}.")
 
-        def proj(name: str, heads: int, h=h, p=p) -> torch.Tensor:
-            out = h @ w(f"{p}self_attn.{name}.weight").T
-            if qkv_bias:
-                out = out + w(f"{p}self_attn.{name}.bias")
-            return out.view(T, heads, head_dim).transpose(0, 1)
+        def block(x: torch.Tensor, w=w) -> torch.Tensor:
+            cos, sin = rotary(x.shape[0], inv)
+            h = rms_norm(x, w["input_layernorm.weight"], eps)
 
-        q = _rotate(proj("q_proj", n_head), cos, sin)
-        k = _rotate(proj("k_proj", n_head_kv), cos, sin)
-        v = proj("v_proj", n_head_kv)
-        att = _attention(q, k, v).transpose(0, 1).reshape(T, n_head * head_dim)
-        x = x + att @ w(p + "self_attn.o_proj.weight").T
-        if out_bias:
-            x = x + w(p + "self_attn.o_proj.bias")
-        h = _rms_norm(x, w(p + "post_attention_layernorm.weight"), eps)
-        gate = F.silu(h @ w(p + "mlp.gate_proj.weight").T)
-        x = x + (gate * (h @ w(p + "mlp.up_proj.weight").T)) @ w(p + "mlp.down_proj.weight").T
-    x = _rms_norm(x, w("model.norm.weight"), eps)
-    head = w("model.embed_tokens.weight") if tied else w("lm_head.weight")
-    return x @ head.T
+            def proj(name: str, n: int) -> torch.Tensor:
+                out = h @ w[f"self_attn.{name}.weight"].T
+                if qkv_bias:
+                    out = out + w[f"self_attn.{name}.bias"]
+                return heads(out, n, head_dim)
+
+            q, k = proj("q_proj", n_head), proj("k_proj", n_head_kv)
+            if qk_norm:
+                q = rms_norm(q, w["self_attn.q_norm.weight"], eps)
+                k = rms_norm(k, w["self_attn.k_norm.weight"], eps)
+            q, k = rotate(q, cos, sin), rotate(k, cos, sin)
+            att = merge_heads(attention(q, k, proj("v_proj", n_head_kv)))
+            x = x + att @ w["self_attn.o_proj.weight"].T
+            if out_bias:
+                x = x + w["self_attn.o_proj.bias"]
+            h = rms_norm(x, w["post_attention_layernorm.weight"], eps)
+            gate = F.silu(h @ w["mlp.gate_proj.weight"].T)
+            return x + (gate * (h @ w["mlp.up_proj.weight"].T)) @ w["mlp.down_proj.weight"].T
+
+        xs = [block(x) for x in xs]
+        del w, block  # the closure holds the layer too: free it before the next one
+    norm = weights["model.norm.weight"]
+    head = weights["model.embed_tokens.weight" if tied else "lm_head.weight"]
+    return [rms_norm(x, norm, eps) @ head.T for x in xs]
 
 
 @torch.no_grad()
 def gpt2_logits(
     weights: Weights,
-    ids: Sequence[int],
+    prompts: Prompts,
     *,
     n_layer: int,
     n_head: int,
     eps: float,
     conv1d: bool,
     exact_gelu: bool,
-) -> torch.Tensor:
+) -> list[torch.Tensor]:
     """GPT-2 / nanoGPT: learned positions, LayerNorm, fused QKV, GELU MLP, tied head.
 
     Biases the checkpoint does not have (bias-free nanoGPT) count as absent, not zero.
     """
-    w = weights.get
-    ids_t = torch.as_tensor(list(ids))
-    T = ids_t.shape[0]
-    x = w("transformer.wte.weight")[ids_t] + w("transformer.wpe.weight")[:T]
+    wpe = weights["transformer.wpe.weight"]
+    xs = [x + wpe[: x.shape[0]] for x in embed(weights, "transformer.wte.weight", prompts)]
+    del wpe
 
-    def linear(h: torch.Tensor, name: str) -> torch.Tensor:
-        weight = w(name + ".weight")
+    def linear(h: torch.Tensor, w: Mapping[str, torch.Tensor], name: str) -> torch.Tensor:
+        weight = w[name + ".weight"]
         out = h @ weight if conv1d else h @ weight.T
-        bias = w(name + ".bias")
+        bias = w.get(name + ".bias")
         return out if bias is None else out + bias
 
-    def norm(h: torch.Tensor, name: str) -> torch.Tensor:
-        return F.layer_norm(h, h.shape[-1:], w(name + ".weight"), w(name + ".bias"), eps)
+    def norm(h: torch.Tensor, w: Mapping[str, torch.Tensor], name: str) -> torch.Tensor:
+        return F.layer_norm(h, h.shape[-1:], w[name + ".weight"], w.get(name + ".bias"), eps)
 
-    C = x.shape[1]
-    d = C // n_head
     for i in range(n_layer):
-        p = f"transformer.h.{i}."
-        qkv = linear(norm(x, p + "ln_1"), p + "attn.c_attn")
-        q, k, v = (t.view(T, n_head, d).transpose(0, 1) for t in qkv.split(C, dim=-1))
-        att = _attention(q, k, v).transpose(0, 1).reshape(T, C)
-        x = x + linear(att, p + "attn.c_proj")
-        h = linear(norm(x, p + "ln_2"), p + "mlp.c_fc")
-        h = F.gelu(h) if exact_gelu else F.gelu(h, approximate="tanh")
-        x = x + linear(h, p + "mlp.c_proj")
-    x = norm(x, "transformer.ln_f")
-    head = w("lm_head.weight")
-    return x @ (head if head is not None else w("transformer.wte.weight")).T
+        w = layer(weights, f"transformer.h.{i}.")
+
+        def block(x: torch.Tensor, w=w) -> torch.Tensor:
+            C = x.shape[1]
+            d = C // n_head
+            qkv = linear(norm(x, w, "ln_1"), w, "attn.c_attn")
+            q, k, v = (heads(t, n_head, d) for t in qkv.split(C, dim=-1))
+            x = x + linear(merge_heads(attention(q, k, v)), w, "attn.c_proj")
+            h = linear(norm(x, w, "ln_2"), w, "mlp.c_fc")
+            h = F.gelu(h) if exact_gelu else F.gelu(h, approximate="tanh")
+            return x + linear(h, w, "mlp.c_proj")
+
+        xs = [block(x) for x in xs]
+        del w, block  # the closure holds the layer too: free it before the next one
+    final = layer(weights, "transformer.ln_f")  # keys ".weight", ".bias"
+    name = "lm_head.weight" if "lm_head.weight" in weights else "transformer.wte.weight"
+    head = weights[name]
+    return [norm(x, final, "") @ head.T for x in xs]

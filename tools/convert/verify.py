@@ -1,7 +1,7 @@
 """Does the GGUF compute what the checkpoint computes, and tokenize as its tokenizer does?
 
-Logits: the PyTorch reference forward and llama.cpp run on the same token ids; reported as
-NMSE (Σ(a−b)² / Σa²), top-1 agreement and mean KL(reference ‖ gguf), with thresholds by type.
+Logits: the PyTorch reference forward and llama.cpp run on the same token ids; the figures and
+the thresholds by type are in `verify_metrics`.
 Tokens: llama.cpp's tokenizer (vocab only) and the source tokenizer on varied test strings.
 """
 
@@ -17,18 +17,12 @@ import numpy as np
 
 from assistant.errors import ConversionError
 
+from .verify_metrics import THRESHOLDS, LogitsCheck, compare_logits
+
 if TYPE_CHECKING:
     from .checkpoints import Checkpoint
     from .mappers.base import Mapper
     from .vocab import Vocab
-
-# (max NMSE, min top-1) per output type; None: reported, not enforced.
-THRESHOLDS: dict[str, tuple[float | None, float | None]] = {
-    "f32": (1e-4, 0.99),
-    "f16": (1e-4, 0.99),
-    "bf16": (1e-4, 0.99),
-    "q8_0": (None, 0.95),
-}
 
 PROMPTS = (
     "The quick brown fox jumps over the lazy dog, and the dog does not seem to mind.",
@@ -50,22 +44,6 @@ TOKENIZER_TEXTS = (
 
 
 @dataclass(frozen=True)
-class LogitsCheck:
-    nmse: float
-    top1: float
-    kl: float
-    n_tokens: int
-    max_nmse: float | None
-    min_top1: float | None
-
-    @property
-    def passed(self) -> bool:
-        ok_nmse = self.max_nmse is None or self.nmse < self.max_nmse
-        ok_top1 = self.min_top1 is None or self.top1 >= self.min_top1
-        return ok_nmse and ok_top1
-
-
-@dataclass(frozen=True)
 class TokenizationCheck:
     checked: int
     mismatches: list[tuple[str, list[int], list[int]]] = field(default_factory=list)
@@ -82,6 +60,7 @@ class VerifyReport:
     out_type: str
     logits: LogitsCheck
     tokens: TokenizationCheck
+    versus: str = "PyTorch"
 
     @property
     def passed(self) -> bool:
@@ -89,16 +68,7 @@ class VerifyReport:
 
     def lines(self) -> list[str]:
         lg, tk = self.logits, self.tokens
-        limits = []
-        if lg.max_nmse is not None:
-            limits.append(f"NMSE < {lg.max_nmse:g}")
-        if lg.min_top1 is not None:
-            limits.append(f"top-1 ≥ {lg.min_top1:.0%}")
-        target = f" (required: {', '.join(limits)})" if limits else " (reported only)"
-        out = [
-            f"logits vs PyTorch over {lg.n_tokens} tokens: NMSE {lg.nmse:.3g}, "
-            f"top-1 {lg.top1:.2%}, KL {lg.kl:.3g}{target}: {'ok' if lg.passed else 'FAILED'}",
-        ]
+        out = [lg.line(self.versus)]
         if tk.reason:
             out.append(f"tokenization: not checked ({tk.reason})")
         else:
@@ -113,23 +83,9 @@ class VerifyReport:
         return out
 
 
-def compare_logits(
-    reference: Sequence[np.ndarray], got: Sequence[np.ndarray], out_type: str
-) -> LogitsCheck:
-    ref = np.concatenate([np.asarray(r, dtype=np.float64) for r in reference])
-    new = np.concatenate([np.asarray(g, dtype=np.float64) for g in got])
-    if ref.shape != new.shape:
-        raise ConversionError(f"Logits shapes differ: PyTorch {ref.shape}, GGUF {new.shape}.")
-    nmse = float(((ref - new) ** 2).sum() / max((ref**2).sum(), 1e-30))
-    top1 = float((ref.argmax(-1) == new.argmax(-1)).mean())
-    log_p = ref - np.logaddexp.reduce(ref, axis=-1, keepdims=True)
-    log_q = new - np.logaddexp.reduce(new, axis=-1, keepdims=True)
-    kl = float((np.exp(log_p) * (log_p - log_q)).sum(-1).mean())
-    max_nmse, min_top1 = THRESHOLDS.get(out_type, (None, None))
-    return LogitsCheck(nmse, top1, kl, int(ref.shape[0]), max_nmse, min_top1)
-
-
-def _load_llama(path: Path, n_ctx: int, threads: int | None, vocab_only: bool = False):
+def _load_llama(
+    path: Path, n_ctx: int, threads: int | None, vocab_only: bool = False, lora: Path | None = None
+):
     import llama_cpp
 
     from assistant.engine import llama_log
@@ -146,6 +102,7 @@ def _load_llama(path: Path, n_ctx: int, threads: int | None, vocab_only: bool = 
             n_gpu_layers=0,
             logits_all=not vocab_only,
             vocab_only=vocab_only,
+            lora_path=str(lora) if lora is not None else None,
             verbose=False,
         )
     except (ValueError, RuntimeError, OSError) as exc:
@@ -154,10 +111,15 @@ def _load_llama(path: Path, n_ctx: int, threads: int | None, vocab_only: bool = 
 
 
 def gguf_logits(
-    path: Path, prompts: Sequence[Sequence[int]], n_vocab: int, threads: int | None = None
+    path: Path,
+    prompts: Sequence[Sequence[int]],
+    n_vocab: int,
+    threads: int | None = None,
+    lora: Path | None = None,
 ) -> list[np.ndarray]:
+    """llama.cpp's logits for each prompt (with the LoRA adapter `lora` applied, if given)."""
     n_ctx = max(len(p) for p in prompts) + 8
-    llm = _load_llama(path, n_ctx, threads)
+    llm = _load_llama(path, n_ctx, threads, lora=lora)
     try:
         out = []
         for ids in prompts:
@@ -227,17 +189,25 @@ def verify_gguf(
     *,
     texts: Sequence[str] = PROMPTS,
     threads: int | None = None,
+    lora: Path | None = None,
 ) -> VerifyReport:
-    """Both checks on a written GGUF against the checkpoint it came from."""
-    from .reference import load_weights
-
+    """Both checks on a written GGUF against the checkpoint it came from (with `lora`: the
+    adapter applied by llama.cpp on `path`, against the merged checkpoint)."""
     prompts = _prompts(path, texts, vocab, mapper)
-    weights = load_weights(checkpoint)
-    reference = [mapper.reference_logits(weights, ids).numpy() for ids in prompts]
-    del weights
-    got = gguf_logits(path, prompts, mapper.n_vocab, threads)
+    # llama.cpp first (its mapping of the GGUF is gone when it closes), then PyTorch (imported
+    # only now) layer by layer, all prompts together: the peak is the larger of the two
+    got = gguf_logits(path, prompts, mapper.n_vocab, threads, lora=lora)
+    from .reference import LazyWeights
+
+    reference = [t.numpy() for t in mapper.reference_logits(LazyWeights(checkpoint), prompts)]
     tokens = check_tokenization(path, vocab.encoder, (*TOKENIZER_TEXTS, *texts))
-    return VerifyReport(out_type, compare_logits(reference, got, out_type), tokens)
+    kind = "adapter" if lora is not None else out_type
+    logits = compare_logits(reference, got, kind, prompts)
+    versus = "the merged PyTorch model" if lora is not None else "PyTorch"
+    return VerifyReport(out_type, logits, tokens, versus)
+
+
+__all__ = ["THRESHOLDS", "LogitsCheck", "VerifyReport", "compare_logits", "verify_gguf"]
 
 
 def _prompts(path: Path, texts: Sequence[str], vocab: Vocab, mapper: Mapper) -> list[list[int]]:

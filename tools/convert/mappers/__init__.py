@@ -41,4 +41,4 @@ def mapper_for(architecture: str, config: Mapping[str, Any]) -> Mapper:
     return cls(config, architecture)
 
 
-from . import gpt2, llama, qwen2  # noqa: E402,F401  (registration)
+from . import gemma, gpt2, llama, phi3, qwen2, qwen3  # noqa: E402,F401  (registration)

@@ -65,6 +65,7 @@ class Mapper(ABC):
         self.n_layer = int(find_hparam(config, "num_hidden_layers", "n_layer"))
         self.n_vocab = int(find_hparam(config, "vocab_size"))
         self.tensor_map = gguf.get_tensor_name_map(self.gguf_arch, self.n_layer)
+        self.notes: list[str] = []  # what the user should know about this conversion
 
     @property
     def arch_name(self) -> str:
@@ -91,6 +92,15 @@ class Mapper(ABC):
         """Turn a checkpoint tensor into the GGUF one (a permutation, a transpose)."""
         return data
 
+    def stored_transposed(self, source: str) -> bool:
+        """Whether the checkpoint stores the matrix `source` as [in, out] (not nn.Linear's)."""
+        return False
+
+    def lora_b(self, source: str, target: str, b: np.ndarray) -> np.ndarray:
+        """A LoRA's B [out, r] for the weight `source`, laid out so that B·A lines up with the
+        converted weight (the row permutation `transform` applies; A is never changed)."""
+        return self.transform(source, target, b)
+
     def source_shape(self, spec: TensorSpec) -> tuple[int, ...]:
         """The shape the checkpoint tensor must have to become `spec`."""
         return spec.shape
@@ -109,9 +119,9 @@ class Mapper(ABC):
 
     # -- the reference forward used by --verify -----------------------------------------------
     @abstractmethod
-    def reference_logits(self, weights: Mapping[str, Any], ids: Sequence[int]) -> Any:
-        """float32 logits [len(ids), n_vocab] from a PyTorch forward on the checkpoint's weights
-        (source names, float32 torch tensors: `reference.load_weights`)."""
+    def reference_logits(self, weights: Mapping[str, Any], prompts: Sequence[Sequence[int]]) -> Any:
+        """float32 logits [len(ids), n_vocab] for each prompt, from a PyTorch forward on the
+        checkpoint's weights (source names, float32 torch tensors: `reference.LazyWeights`)."""
 
 
 def build_plan(mapper: Mapper, checkpoint: Checkpoint, n_vocab_out: int) -> list[PlannedTensor]:

@@ -101,12 +101,18 @@ class GPT2Mapper(Mapper):
     def transform(self, source: str, target: str, data: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(data.T) if self._conv1d(source) else data
 
-    def reference_logits(self, weights: Mapping[str, Any], ids: Sequence[int]) -> Any:
+    def stored_transposed(self, source: str) -> bool:
+        return self._conv1d(source)
+
+    def lora_b(self, source: str, target: str, b: np.ndarray) -> np.ndarray:
+        return b  # PEFT keeps A and B in nn.Linear order even for Conv1D (fan_in_fan_out)
+
+    def reference_logits(self, weights: Mapping[str, Any], prompts: Sequence[Sequence[int]]) -> Any:
         from ..reference import gpt2_logits
 
         return gpt2_logits(
             weights,
-            ids,
+            prompts,
             n_layer=self.n_layer,
             n_head=self.n_head,
             eps=self.eps,

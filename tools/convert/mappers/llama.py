@@ -47,6 +47,7 @@ class LlamaMapper(Mapper):
     skip_suffixes = ("rotary_emb.inv_freq",)
     permute_qk = True
     qkv_bias = False
+    qk_norm = False  # Qwen3: a per-head RMSNorm on q and k before rope
 
     def __init__(self, config: Mapping[str, Any], architecture: str):
         super().__init__(config, architecture)
@@ -125,6 +126,11 @@ class LlamaMapper(Mapper):
             ]
             if self.out_bias:
                 out.append(TensorSpec(n(T.ATTN_OUT, i, ".bias"), (E,)))
+            if self.qk_norm:
+                out += [
+                    TensorSpec(n(T.ATTN_Q_NORM, i), (self.head_dim,)),
+                    TensorSpec(n(T.ATTN_K_NORM, i), (self.head_dim,)),
+                ]
             if self.qkv_bias:
                 out += [
                     TensorSpec(n(T.ATTN_Q, i, ".bias"), (q_rows,)),
@@ -164,12 +170,12 @@ class LlamaMapper(Mapper):
                 factors.append(1.0 / ((1 - smooth) / factor + smooth))
         return np.asarray(factors, dtype=np.float32)
 
-    def reference_logits(self, weights: Mapping[str, Any], ids: Sequence[int]) -> Any:
+    def reference_logits(self, weights: Mapping[str, Any], prompts: Sequence[Sequence[int]]) -> Any:
         from ..reference import llama_logits
 
         return llama_logits(
             weights,
-            ids,
+            prompts,
             n_layer=self.n_layer,
             n_head=self.n_head,
             n_head_kv=self.n_head_kv,
@@ -180,4 +186,5 @@ class LlamaMapper(Mapper):
             tied=self.tied_embeddings,
             qkv_bias=self.qkv_bias,
             out_bias=self.out_bias,
+            qk_norm=self.qk_norm,
         )

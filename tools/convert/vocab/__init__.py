@@ -7,6 +7,7 @@ from typing import Any
 
 from assistant.errors import ConversionError
 
+from .added import add_spm_added_tokens
 from .bpe import load_tokenizer_json, load_vocab_merges
 from .chars import load_meta_pkl
 from .model import Vocab, write_vocab
@@ -81,5 +82,6 @@ def load_vocab(
         path = found
     vocab = read_tokenizer(path)
     folders = [path.parent] + ([folder] if folder != path.parent else [])
+    vocab = add_spm_added_tokens(vocab, folders)
     vocab = apply_side_files(vocab, folders, config, chat_template)
     return vocab.fitted(n_vocab)
