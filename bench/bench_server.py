@@ -37,25 +37,10 @@ import openai  # noqa: E402
 from assistant.engine.runtime import ModelRuntime  # noqa: E402
 from assistant.library.embedded import embedded_model_path  # noqa: E402
 from assistant.types import LoadOptions, Message, SamplingOptions  # noqa: E402
+from bench.conversation_script import SYSTEM, TOPICS  # noqa: E402
 
 STORY = "Write a long story about a lighthouse keeper who finds a message in a bottle."
-SYSTEM = "You are a patient tutor. Answer in two or three sentences."
 CONTEXTS: list[dict] = []  # the `context` object of each reply from assistant serve
-TOPICS = [
-    "photosynthesis",
-    "gravity",
-    "volcanoes",
-    "the water cycle",
-    "magnets",
-    "tides",
-    "rainbows",
-    "earthquakes",
-    "the moon",
-    "electricity",
-    "sound",
-    "clouds",
-    "bees",
-]
 
 
 def free_port() -> int:

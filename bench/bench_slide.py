@@ -43,23 +43,8 @@ from assistant.engine.runtime import ModelRuntime  # noqa: E402
 from assistant.engine.state_cache import StateCache  # noqa: E402
 from assistant.library.embedded import embedded_model_path  # noqa: E402
 from assistant.types import LoadOptions, SamplingOptions  # noqa: E402
+from bench.conversation_script import SYSTEM, TOPICS  # noqa: E402
 
-SYSTEM = "You are a patient tutor. Answer in two or three sentences."
-TOPICS = [
-    "photosynthesis",
-    "gravity",
-    "volcanoes",
-    "the water cycle",
-    "magnets",
-    "tides",
-    "rainbows",
-    "earthquakes",
-    "the moon",
-    "electricity",
-    "sound",
-    "clouds",
-    "bees",
-]
 SAMPLING = SamplingOptions(temperature=0.7, max_tokens=96, seed=1)
 
 
