@@ -32,6 +32,11 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/bench_generation.py
 	$(PY) bench/bench_ttft.py
+	$(PY) bench/bench_slide.py
+	$(PY) bench/bench_server.py
+	$(PY) bench/bench_retrieval.py
+	$(PY) bench/bench_sources.py
+	$(PY) bench/bench_convert_adapter.py
 	$(PY) bench/bench_summarize.py
 	$(PY) bench/bench_fit.py
 	$(PY) bench/bench_convert.py
