@@ -72,7 +72,9 @@ class PromptCache:
                 while len(self._seen) > SEEN_LABELS:
                     self._seen.popitem(last=False)
         restored, restore_s = 0, 0.0
-        if self.states is not None and plan.reused + MIN_RESTORE_GAIN < len(prompt):
+        # only a conversation's own prompt is worth a restore (not a summarizer's chunks)
+        wanted = self.states is not None and label is not None
+        if wanted and plan.reused + MIN_RESTORE_GAIN < len(prompt):
             found = self._best_saved(prompt, label, shift and not exact, plan.reused)
             if found is not None:
                 state, saved_plan = found

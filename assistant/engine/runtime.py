@@ -16,7 +16,7 @@ from pathlib import Path
 import llama_cpp
 import numpy as np
 
-from assistant.engine import llama_log
+from assistant.engine import kv_cache, llama_log
 from assistant.engine.chat_format import (
     CHAT_FORMATS,
     CHOSEN_PLAIN_NAME,
@@ -24,6 +24,7 @@ from assistant.engine.chat_format import (
     JinjaChatFormat,
     PlainChatFormat,
 )
+from assistant.engine.kv_reuse import plan_reuse
 from assistant.engine.prompt_cache import PromptCache
 from assistant.engine.reply_stream import PieceStream, ReplyStream  # noqa: F401 (re-exported)
 from assistant.engine.state_cache import StateCache
@@ -253,18 +254,9 @@ class ModelRuntime:
         return scores
 
     def reusable_prefix(self, tokens: Sequence[int]) -> int:
-        """Leading prompt tokens the KV cache already holds (what `Llama.generate` reuses)."""
-        llm = self._llm
-        if llm.n_tokens == 0 or not tokens:
-            return 0
-        cached = llm.input_ids[: llm.n_tokens]
-        n = min(len(cached), len(tokens))
-        diff = np.flatnonzero(cached[:n] != np.asarray(tokens[:n], dtype=cached.dtype))
-        common = int(diff[0]) if diff.size else n
-        if common == len(tokens):
-            exact = llm.n_tokens == len(tokens) and not llm._requires_eval
-            return common if exact else common - 1
-        return common
+        """Leading prompt tokens the KV cache holds in place (the rule `PromptCache` uses before
+        any shift: at most all but the last token, whose logits start the reply)."""
+        return plan_reuse(kv_cache.cached_tokens(self._llm), tokens, shift=False).reused
 
     # -- generation ------------------------------------------------------------------------
     def stream(
