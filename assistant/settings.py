@@ -49,6 +49,10 @@ class Settings:
     exact_slide: bool = False
     # disk budget for conversations' saved KV caches (0: none saved)
     kv_cache_mb: int = 2048
+    # the local OpenAI-compatible server in the app (Settings → Local server), on 127.0.0.1
+    server_enabled: bool = False
+    server_port: int = 8080
+    server_api_key: str = ""  # empty: no key asked (the server only listens on this computer)
     # What was wrong in the file when it was loaded (each value replaced by its default), one
     # user-facing line each: the CLI prints them, the app shows them. Never saved.
     problems: list[str] = field(default_factory=list, compare=False, repr=False)
@@ -100,8 +104,8 @@ class Settings:
 
 _DEFAULTS = Settings()
 _SAMPLING_DEFAULTS = SamplingOptions().to_dict()
-_TEXT = ("model", "system_prompt", "summary_length", "lora_path")
-_FLAGS = ("flash_attn", "summary_bullets", "exact_slide")
+_TEXT = ("model", "system_prompt", "summary_length", "lora_path", "server_api_key")
+_FLAGS = ("flash_attn", "summary_bullets", "exact_slide", "server_enabled")
 
 
 def clean_settings(data: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:

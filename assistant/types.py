@@ -146,6 +146,7 @@ RANGES: dict[str, NumberRange] = {
         NumberRange(
             "kv_cache_mb", "--kv-cache-mb", 0, 1024**2, why="MB of saved caches, 0 turns it off"
         ),
+        NumberRange("server_port", "--port", 1, 65535, why="a TCP port"),
         NumberRange("chunk_tokens", "--chunk-tokens", CTX_MIN, CTX_MAX, why="tokens"),
         NumberRange("search_limit", "--limit", 1, 1000, why="results"),
         NumberRange(

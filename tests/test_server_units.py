@@ -301,3 +301,18 @@ def test_host_rules():
     wide = HostGuard(None, host="0.0.0.0", port=8080)
     assert wide._host_ok("192.168.1.5:8080") and wide._host_ok("[fe80::1]:8080")
     assert not wide._host_ok("evil.example:8080") and not wide._host_ok("192.168.1.5:9")
+
+
+def test_an_owner_without_a_model_refuses_in_turn_and_a_closed_gate_ends_the_waiting():
+    """The app's worker answers 'no model' for a request while its model loads, and stopping
+    the server answers every request still waiting (nobody would run them any more)."""
+    from assistant.server.gate import NoModel
+
+    gate, events = Gate(runtime=None, on_ready=lambda: None), []
+    first = gate.submit(lambda *_: events.append("ran"), lambda *e: events.append(e))
+    second = gate.submit(lambda *_: events.append("ran"), lambda *e: events.append(e))
+    assert gate.refuse_next(NoModel("No model is loaded yet."))
+    assert first.done.is_set() and events[0][0] == "fail" and isinstance(events[0][1], NoModel)
+    gate.close(timeout=0)
+    assert second.done.wait(1) and events[1] == ("end", None) and "ran" not in events
+    assert not gate.refuse_next(NoModel("none")) and not gate.run_next(timeout=0)

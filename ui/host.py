@@ -25,6 +25,7 @@ from .jobs import (
     MeterJob,
     PromptJob,
     ReplyJob,
+    ServeJob,
     SummaryJob,
 )
 from .worker import ModelWorker
@@ -159,6 +160,10 @@ class ModelHost(QObject):
         ]
         if not any(j is not self.current for j in waiting):
             self._submit(MeterJob(conversation_id))
+
+    def serve(self, gate: Any) -> None:
+        """Give the local server's next queued request its turn on the model."""
+        self._submit(ServeJob(gate))
 
     def stop(self, conversation_id: int | None = None) -> bool:
         """Stop the queued or running replies and summaries (of one conversation, or all)

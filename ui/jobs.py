@@ -53,6 +53,14 @@ class MeterJob:
     conversation_id: int
 
 
+@dataclass(frozen=True, eq=False)
+class ServeJob:
+    """Run the local server's next request (one per request queued at `gate`, so server
+    requests take their turn among the app's own replies)."""
+
+    gate: Any  # assistant.server.gate.Gate
+
+
 STOPPABLE = (ReplyJob, SummaryJob)  # own the model for a while; Stop (Esc) ends them
 
 

@@ -30,6 +30,7 @@ from .export_import import export_chat, import_chat
 from .focus_ring import FocusRing
 from .host import ModelHost
 from .jobs import Failure, PromptJob
+from .local_server import LocalServerControl, ServerStatus
 from .menus import build_menus
 from .model_status import ModelStatus
 from .models_control import RELOAD_FIELDS, ModelControl
@@ -101,6 +102,10 @@ class MainWindow(QMainWindow):
             reload=self.conversations.reload,
             parent=self,
         )
+        self.server = LocalServerControl(self.host, self)  # Settings → Local server
+        self.server_status = ServerStatus(self.server)
+        self.statusBar().addPermanentWidget(self.server_status)
+        self.server.failed.connect(self._on_server_failed)
         self.conversations.on_loaded += [self.replies.reattach, self.summaries.reattach]
         self.conversations.on_shown += [self._show_activity, self.summaries.show_progress]
         self.menu_actions = build_menus(self, theme.current_theme())
@@ -176,6 +181,7 @@ class MainWindow(QMainWindow):
         if any(notices):  # settings.json values replaced, or an empty database started afresh
             self.model_banner.show_message(" ".join(n for n in notices if n), "info")
         self.models.start()
+        self.server.apply(self.settings)  # requests wait (or get 503) until the model is in
         state = ui_state.load()
         self._restore_geometry(state)
         self.sidebar.refresh()
@@ -345,6 +351,7 @@ class MainWindow(QMainWindow):
             sampling=conv.sampling if conv and conv.sampling else None,
             gpu_supported=self.info.gpu_supported if self.info else None,
             gpus=self.models.gpus if self.info else None,
+            server_state=self._server_state(),
             parent=self,
         )
         dialog.accepted.connect(lambda: self.apply_settings(dialog.settings()))
@@ -364,6 +371,15 @@ class MainWindow(QMainWindow):
                 self.show_error(str(exc))
         if reload:
             self.models.load(new)
+        self.server.apply(self.settings)
+
+    def _server_state(self) -> str:
+        if self.server.running:
+            return f"Serving {self.server.url} with the loaded model."
+        return self.server.problem
+
+    def _on_server_failed(self, message: str) -> None:
+        self.model_banner.show_message(message, "error", [("Open settings", self.open_settings)])
 
     def _save_settings(self, settings: Settings) -> None:
         self.settings = replace(settings)
@@ -433,6 +449,7 @@ class MainWindow(QMainWindow):
             self.hide()  # the window goes at once; the worker may need a moment to save
             self.sidebar.shutdown()
             self.model_picker.shutdown()
+            self.server.stop()  # its requests end (cancelled) before the model goes
             self.host.shutdown()
             self.host.blockSignals(True)  # what the worker said last is saved; the view goes
             if self._owns_store and not self.host.running:

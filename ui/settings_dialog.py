@@ -20,11 +20,13 @@ from PySide6.QtWidgets import (
     QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
+    QFrame,
     QGroupBox,
     QHBoxLayout,
     QLabel,
     QPlainTextEdit,
     QPushButton,
+    QScrollArea,
     QSpinBox,
     QVBoxLayout,
     QWidget,
@@ -38,6 +40,7 @@ from assistant.types import AUTO_GPU_LAYERS, CTX_MIN, RANGES, Policy, SamplingOp
 
 from .adapter_row import AdapterRow
 from .cache_row import ExactSlideCheck, SavedCacheRow
+from .server_settings import ServerGroup
 
 PRESETS: dict[str, str] = {
     "None (model default)": "",
@@ -98,6 +101,7 @@ class SettingsDialog(QDialog):
         sampling: dict[str, Any] | None = None,
         gpu_supported: bool | None = None,
         gpus: tuple[str, ...] | None = None,
+        server_state: str = "",
         parent: QWidget | None = None,
     ):
         super().__init__(parent)
@@ -106,10 +110,23 @@ class SettingsDialog(QDialog):
         self._settings = settings
         layout = QVBoxLayout(self)
         self._cpu_only = gpu_line(gpu_supported, gpus)
-        layout.addWidget(self._model_group())
-        layout.addWidget(self._prompt_group())
-        layout.addWidget(self._sampling_group())
-        layout.addWidget(self._summary_group())
+        # the groups scroll, the buttons stay: the dialog fits a small screen
+        groups = QWidget()
+        column = QVBoxLayout(groups)
+        column.setContentsMargins(0, 0, 0, 0)
+        column.addWidget(self._model_group())
+        column.addWidget(self._prompt_group())
+        column.addWidget(self._sampling_group())
+        column.addWidget(self._summary_group())
+        self.server_group = ServerGroup(server_state)
+        column.addWidget(self.server_group)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        scroll.setWidget(groups)
+        self._scroll = scroll
+        layout.addWidget(scroll, 1)
         buttons = QDialogButtonBox(
             QDialogButtonBox.StandardButton.Ok
             | QDialogButtonBox.StandardButton.Cancel
@@ -125,6 +142,7 @@ class SettingsDialog(QDialog):
             )
         )
         layout.addWidget(buttons)
+        self._fit_screen(groups, buttons)
         self._load(
             settings,
             settings.system_prompt if system_prompt is None else system_prompt,
@@ -132,6 +150,17 @@ class SettingsDialog(QDialog):
         )
 
     # -- layout ----------------------------------------------------------------------------
+    def _fit_screen(self, groups: QWidget, buttons: QWidget) -> None:
+        """Open showing every group when the screen is tall enough; else scroll them."""
+        hint = groups.sizeHint()
+        bar = self._scroll.verticalScrollBar().sizeHint().width()
+        width = hint.width() + bar + 2 * self.layout().contentsMargins().left()
+        height = hint.height() + buttons.sizeHint().height() + 40
+        screen = self.screen()
+        if screen is not None:
+            height = min(height, int(screen.availableGeometry().height() * 0.9))
+        self.resize(width, height)
+
     def _model_group(self) -> QGroupBox:
         box = QGroupBox("Model")
         form = QFormLayout(box)
@@ -306,6 +335,7 @@ class SettingsDialog(QDialog):
         summary = SummaryOptions.from_settings(settings)
         self.summary_length.setCurrentIndex(self.summary_length.findData(summary.length))
         self.summary_bullets.setChecked(summary.bullets)
+        self.server_group.load(settings)
 
     def _select_model(self, model: str) -> None:
         index = self.model_combo.findData(model)
@@ -377,4 +407,5 @@ class SettingsDialog(QDialog):
             summary_length=self.summary_length.currentData(),
             summary_bullets=self.summary_bullets.isChecked(),
             exact_slide=self.exact_slide.isChecked(),
+            **self.server_group.values(),
         )

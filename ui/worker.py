@@ -23,7 +23,16 @@ from assistant.conversation.store import Store
 from assistant.errors import AssistantError, InvalidInputError, ModelLoadError
 from assistant.settings import Settings, default_threads
 
-from .jobs import Failure, LoadJob, LoadOutcome, MeterJob, PromptJob, ReplyJob, SummaryJob
+from .jobs import (
+    Failure,
+    LoadJob,
+    LoadOutcome,
+    MeterJob,
+    PromptJob,
+    ReplyJob,
+    ServeJob,
+    SummaryJob,
+)
 
 
 class ModelWorker(QObject):
@@ -70,6 +79,8 @@ class ModelWorker(QObject):
                 self._prompt(job)
             elif isinstance(job, MeterJob):
                 self._meter(job)
+            elif isinstance(job, ServeJob):
+                self._serve(job)
         finally:
             self.job_finished.emit(job)
 
@@ -245,6 +256,17 @@ class ModelWorker(QObject):
         except Exception:  # a bug must not kill the thread
             _log_unexpected()
         self.meter_ready.emit(job.conversation_id, report)
+
+    def _serve(self, job: ServeJob) -> None:
+        """One request of the local server, on this model (503 when none is loaded); its
+        errors are answered to its client by the gate."""
+        from assistant.server.gate import NoModel
+
+        job.gate.runtime = self._runtime
+        if self._runtime is None:  # still loading, or the load failed: the client may retry
+            job.gate.refuse_next(NoModel(self._load_error))
+        else:
+            job.gate.run_next(timeout=0)
 
     def _session(self, conversation_id: int) -> Any:
         if self._runtime is None:

@@ -89,8 +89,6 @@ def run_serve(args) -> int:
         port=port,
         api_key=api_key,
         cors_origins=tuple(args.cors_origin),
-        model_id=runtime.path.name,
-        model_created=int(runtime.path.stat().st_mtime),
         sampling=sampling,
     )
     server = LocalServer(
@@ -115,10 +113,6 @@ def run_serve(args) -> int:
     return 0
 
 
-def _announce(url: str) -> None:
-    print(f"Serving {url}", flush=True)
-
-
 def _load(settings, lora: str | None):
     """The model with the settings' options plus the adapter (notes printed as by every command)."""
     from assistant.engine.loading import load_with_fallback
@@ -132,6 +126,10 @@ def _load(settings, lora: str | None):
         print(f"[{note}]", file=sys.stderr)
     if choice.attempts:
         print(f"[{choice.message}]", file=sys.stderr)
+    from assistant.engine.state_cache import saved_states
+
+    # each client conversation's cache is saved when another one takes the model, and restored
+    runtime.use_saved_states(saved_states(settings.kv_cache_mb))
     return runtime
 
 

@@ -231,7 +231,11 @@ class ModelRuntime:
         return self.chat_format.render(messages)
 
     def prompt_tokens(self, messages: Sequence[Message]) -> list[int]:
-        text = self.render(messages)
+        return self.text_prompt(self.render(messages))
+
+    def text_prompt(self, text: str) -> list[int]:
+        """A whole prompt given as text (a rendered chat, a raw completion prompt): special
+        tokens written in it count as such, and BOS leads when the model wants it (once)."""
         tokens = self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
         if self._add_bos and not (self._bos_text and text.startswith(self._bos_text)):
             tokens.insert(0, self._llm.token_bos())

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from sse_starlette import EventSourceResponse
@@ -53,7 +54,7 @@ class ServerConfig:
     api_key: str = ""
     cors_origins: tuple[str, ...] = ()
     max_body: int = DEFAULT_MAX_BODY
-    model_id: str = "local-model"
+    model_id: str = ""  # the name /v1/models gives; "": the served model's file name
     model_created: int = 0
     sampling: SamplingOptions = field(default_factory=SamplingOptions)  # request defaults
 
@@ -109,18 +110,31 @@ class _Api:
         self.windows = windows
         self.config = config
 
+    def _model(self) -> tuple[str, int]:
+        """(id, created) of the model serving now: the desktop app may switch models."""
+        path = self.gate.model_file
+        if self.config.model_id or path is None:
+            return self.config.model_id or "local-model", self.config.model_created
+        try:
+            return path.name, int(path.stat().st_mtime)
+        except OSError:
+            return path.name, self.config.model_created
+
     async def health(self, _request: Request) -> JSONResponse:
-        return JSONResponse({"status": "ok", "busy": self.gate.busy, "waiting": self.gate.waiting})
+        loaded = self.gate.runtime is not None
+        body = {"status": "ok" if loaded else "loading", "busy": self.gate.busy}
+        status = 200 if loaded else 503  # as llama-server answers while its model loads
+        return JSONResponse({**body, "waiting": self.gate.waiting}, status_code=status)
 
     async def models(self, _request: Request) -> JSONResponse:
-        return JSONResponse(shapes.model_list(self.config.model_id, self.config.model_created))
+        return JSONResponse(shapes.model_list(*self._model()))
 
     async def chat(self, request: Request):
         req = await _parsed(request, parse_chat, self.config.sampling)
         grammar = _grammar(req.response_format)
         work = chat_work(self.windows, req.messages, req.sampling, grammar)
-        env = shapes.envelope("chat.completion", self.config.model_id)
         call, report = await self._start(request, work, "chat")
+        env = shapes.envelope("chat.completion", self._model()[0])  # the model that runs it
         counts = request.scope.get(LOG_KEY, {})
         if report is not None:
             counts.update(dropped=report.dropped_messages, summarized=report.summarized_messages)
@@ -136,9 +150,9 @@ class _Api:
 
     async def completions(self, request: Request):
         req = await _parsed(request, parse_completion, self.config.sampling)
-        env = shapes.envelope("text_completion", self.config.model_id)
         work = completion_work(req.prompt, req.sampling, _grammar(req.response_format))
         call, _ = await self._start(request, work, "text")
+        env = shapes.envelope("text_completion", self._model()[0])
         counts = request.scope.get(LOG_KEY, {})
         if req.stream:
             events = _completion_events(call, env, req.include_usage, counts)

@@ -20,7 +20,7 @@ from assistant.errors import (
     InvalidInputError,
     OutOfRangeError,
 )
-from assistant.server.gate import Gate, GateClosed, QueueFull, Work
+from assistant.server.gate import Gate, GateClosed, NoModel, QueueFull, Work
 from assistant.server.requests import ApiError
 
 
@@ -94,6 +94,9 @@ def api_error(exc: BaseException) -> ApiError:
     """The OpenAI error for an error from the core (or from a bug: a plain 500)."""
     if isinstance(exc, ApiError):
         return exc
+    if isinstance(exc, NoModel):
+        retry = {"Retry-After": "5"}
+        return ApiError(503, str(exc), type="server_error", code="model_not_loaded", headers=retry)
     if isinstance(exc, ContextOverflowError):
         extra = {"n_ctx": exc.limit, "needed_tokens": exc.needed}
         return ApiError(

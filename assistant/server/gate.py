@@ -19,7 +19,10 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
+
+from assistant.errors import ModelLoadError
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +37,10 @@ class QueueFull(Exception):
         super().__init__(f"{waiting} requests are already waiting for the model.")
         self.waiting = waiting
         self.retry_after = retry_after
+
+
+class NoModel(ModelLoadError):
+    """The owner has no model loaded (the desktop app while it loads or after a failed load)."""
 
 
 class GateClosed(Exception):
@@ -75,6 +82,14 @@ class Gate:
         self._thread: threading.Thread | None = None
         self._mean_s = 2.0  # a running mean of job durations, for Retry-After
         self.finished: deque[Job] = deque(maxlen=32)  # the last jobs run, newest last
+        # the model file served, for /v1/models: an outside owner that swaps models sets it
+        self.model_path: Any = None
+
+    @property
+    def model_file(self) -> Path | None:
+        """The file of the model serving now (None: not known, no model loaded)."""
+        where = self.model_path or getattr(self.runtime, "path", None)
+        return Path(where) if where else None
 
     # -- clients -------------------------------------------------------------------------------
     def submit(self, work: Work, emit: Emit, label: str = "") -> Job:
@@ -130,6 +145,22 @@ class Gate:
             job.done.set()
         return True
 
+    def refuse_next(self, error: Exception) -> bool:
+        """Answer the next waiting job with `error` instead of running it (an owner with no
+        model loaded); False when none waits."""
+        with self._cond:
+            if not self._waiting:
+                return False
+            job = self._waiting.popleft()
+        if job.cancel.is_set():
+            job.emit("end", None)  # its client left meanwhile
+        else:
+            job.emit("fail", error)
+        with self._cond:
+            self.finished.append(job)
+        job.done.set()
+        return True
+
     def _run(self, job: Job) -> None:
         started = time.monotonic()
         if self.on_busy is not None:
@@ -168,7 +199,15 @@ class Gate:
         with self._cond:
             self._closed = True
             self._cond.notify_all()
+            # with an outside owner nothing may run the waiting jobs any more: end them here
+            left = [] if self._thread is not None else list(self._waiting)
+            if left:
+                self._waiting.clear()
         self.cancel_all()
+        for job in left:
+            job.cancel.set()
+            job.emit("end", None)
+            job.done.set()
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None

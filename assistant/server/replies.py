@@ -34,7 +34,9 @@ def chat_work(
         if fitted is None:  # cancelled while older turns were summarized
             emit("end", None)
             return None
-        stream = runtime.stream(fitted.tokens, sampling, cancel, grammar=grammar)
+        stream = runtime.stream(
+            fitted.tokens, sampling, cancel, grammar=grammar, label=fitted.label
+        )
         return _run(stream, fitted.report, emit)
 
     return work
@@ -43,10 +45,8 @@ def chat_work(
 def completion_work(prompt: str, sampling: SamplingOptions, grammar: str | None = None):
     @_reporting
     def work(runtime, cancel: threading.Event, emit: Emit) -> Ending | None:
-        tokens = runtime.tokenize(prompt)
+        tokens = runtime.text_prompt(prompt or " ")
         n_ctx = runtime.n_ctx
-        if not tokens:
-            tokens = runtime.tokenize(" ")
         if len(tokens) >= n_ctx:
             raise ContextOverflowError(
                 f"The prompt is {len(tokens)} tokens; the {n_ctx}-token context window needs "

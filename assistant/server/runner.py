@@ -27,8 +27,9 @@ from assistant.server.windows import ConversationWindows
 GRACEFUL_S = 5  # after a stop, connections still open this long are closed
 
 
-def bind(host: str, port: int) -> socket.socket:
-    """A TCP socket bound to host:port (InvalidInputError naming both when it cannot be)."""
+def bind(host: str, port: int, hint: str = " Choose another --port.") -> socket.socket:
+    """A TCP socket bound to host:port (InvalidInputError naming both when it cannot be, with
+    `hint` when the port is taken)."""
     try:
         infos = socket.getaddrinfo(
             host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
@@ -43,8 +44,8 @@ def bind(host: str, port: int) -> socket.socket:
         sock.bind(address)
     except OSError as exc:
         sock.close()
-        hint = " Choose another --port." if exc.errno in (98, 48, 10048) else ""
-        raise InvalidInputError(f"Cannot listen on {host}:{port}: {_reason(exc)}.{hint}") from None
+        taken = hint if exc.errno in (98, 48, 10048) else ""
+        raise InvalidInputError(f"Cannot listen on {host}:{port}: {_reason(exc)}.{taken}") from None
     return sock
 
 

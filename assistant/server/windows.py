@@ -44,6 +44,7 @@ class Fitted:
     window: Window
     report: ContextReport
     tokens: list[int]
+    label: str  # the conversation, for the KV cache (its state is saved under this name)
 
 
 class _Counter:
@@ -162,7 +163,8 @@ class ConversationWindows:
             system_kept=window.system_kept,
             truncated_message=window.truncated,
         )
-        return Fitted(window, report, counter.prompt_tokens(window.messages))
+        label = "api#" + digests[min(1, len(history))].hex()  # its system prompt and first turn
+        return Fitted(window, report, counter.prompt_tokens(window.messages), label)
 
     def _find(self, digests: list[bytes]) -> tuple[bytes | None, _State]:
         """The stored state of the longest prefix of this conversation (most recent use)."""
