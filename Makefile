@@ -33,7 +33,7 @@ bench: $(STAMP)
 	$(PY) bench/bench_generation.py
 	$(PY) bench/bench_ttft.py
 	$(PY) bench/bench_slide.py
-	$(PY) bench/bench_server.py
+	$(PY) bench/bench_server.py --llama-server auto
 	$(PY) bench/bench_retrieval.py
 	$(PY) bench/bench_sources.py
 	$(PY) bench/bench_convert_adapter.py

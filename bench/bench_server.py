@@ -11,7 +11,7 @@
 
 Every figure is measured from the client's side; the server runs in its own process.
 Usage: python bench/bench_server.py [--threads 2] [--ctx 1024] [--turns 40] [--rounds 5]
-       [--tokens 128] [--llama-server /path/to/llama-server]
+       [--tokens 128] [--llama-server /path/to/llama-server | auto]
 """
 
 from __future__ import annotations
@@ -277,8 +277,16 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--tokens", type=int, default=128)
     parser.add_argument("--reply-tokens", type=int, default=48)
-    parser.add_argument("--llama-server", help="llama.cpp's llama-server binary, for step 3")
+    parser.add_argument(
+        "--llama-server",
+        help="llama.cpp's llama-server binary for step 3, or 'auto' to build it from the "
+        "llama-cpp-python source package (bench/build_llama_server.py; cached, never committed)",
+    )
     args = parser.parse_args()
+    if args.llama_server == "auto":
+        from bench.build_llama_server import build
+
+        args.llama_server = str(build())
     rt = ModelRuntime(embedded_model_path(), LoadOptions(n_ctx=args.ctx, n_threads=args.threads))
     with tempfile.TemporaryDirectory() as home:
         proc, url = start_ours(args, home)

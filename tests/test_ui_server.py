@@ -163,3 +163,27 @@ def test_a_request_before_any_model_is_loaded_gets_503_and_the_host_goes_on(qtbo
         control.stop()
         host.shutdown()
         store.close()
+
+
+def test_closing_the_app_ends_a_server_reply_in_flight_as_cancelled(make_window, qtbot):
+    port = free_port()
+    window = make_window(server_enabled=True, server_port=port)
+    busy: list[bool] = []
+    window.server.busy_changed.connect(busy.append)
+
+    def long_reply() -> list:
+        stream = api(port, "x").chat.completions.create(
+            model="m",
+            messages=[{"role": "user", "content": "Tell a very long story."}],
+            max_tokens=4000,
+            stream=True,
+            extra_body={"ignore_eos": True},
+        )
+        return [c.choices[0].finish_reason for c in stream if c.choices]
+
+    box = in_background(long_reply)
+    qtbot.waitUntil(lambda: busy == [True], timeout=REPLY_TIMEOUT)
+    window.close()  # returns once the model thread has ended: the reply was stopped
+    assert not window.host.running and not window.server.running
+    qtbot.waitUntil(lambda: bool(box), timeout=30_000)
+    assert box.get("result", [None])[-1] == "cancelled", box
