@@ -316,3 +316,27 @@ def test_an_owner_without_a_model_refuses_in_turn_and_a_closed_gate_ends_the_wai
     gate.close(timeout=0)
     assert second.done.wait(1) and events[1] == ("end", None) and "ran" not in events
     assert not gate.refuse_next(NoModel("none")) and not gate.run_next(timeout=0)
+
+
+def test_pieces_that_queued_up_go_out_as_one_and_nothing_is_lost():
+    import asyncio
+
+    from assistant.server.calls import Call
+
+    def work(_rt, _cancel, emit):
+        emit("start", None)
+        for piece in ("Hel", "lo", ", ", "world"):
+            emit("piece", piece)
+        emit("end", "done")
+
+    async def scenario():
+        gate = Gate(runtime=None, on_ready=lambda: None)
+        call = Call(gate, work)
+        gate.run_next()  # the whole reply is queued before the client reads any of it
+        return [event async for event in call.events()]
+
+    assert asyncio.run(scenario()) == [
+        ("start", None),
+        ("piece", "Hello, world"),
+        ("end", "done"),
+    ]

@@ -59,9 +59,23 @@ class Call:
         return await self._queue.get()
 
     async def events(self) -> AsyncIterator[tuple[str, Any]]:
-        """Events up to and including the `end` or `fail` one."""
+        """Events up to and including the `end` or `fail` one. Pieces that arrived while the
+        last one was being sent go out as one (a slow client, or a busy event loop, catches
+        up instead of falling further behind the model)."""
         while True:
             kind, payload = await self._queue.get()
+            if kind == "piece":
+                parts = [payload]
+                while not self._queue.empty():
+                    kind, payload = self._queue.get_nowait()
+                    if kind != "piece":
+                        break
+                    parts.append(payload)
+                else:
+                    kind = None
+                yield "piece", "".join(parts)
+                if kind is None:
+                    continue
             yield kind, payload
             if kind in ("end", "fail"):
                 return
