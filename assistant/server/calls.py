@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -23,6 +24,8 @@ from assistant.errors import (
 from assistant.server.gate import Gate, GateClosed, NoModel, QueueFull, Work
 from assistant.server.requests import ApiError
 
+PASS_S = 0.02  # pieces generated within this time after one was passed on go out together
+
 
 class Call:
     """One request's job, seen from the event loop: `events()` until it ends."""
@@ -30,6 +33,8 @@ class Call:
     def __init__(self, gate: Gate, work: Work, label: str = ""):
         self._loop = asyncio.get_running_loop()
         self._queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        self._held: list[str] = []  # pieces not passed to the event loop yet (model thread)
+        self._passed_at = 0.0
         try:
             self.job = gate.submit(work, self._emit, label)
         except QueueFull as exc:
@@ -46,7 +51,24 @@ class Call:
             ) from None
 
     def _emit(self, kind: str, payload: Any) -> None:
-        """Called on the model's thread."""
+        """Called on the model's thread. The first piece goes to the event loop at once; later
+        ones at most every PASS_S, together (and all of them before any other event): waking
+        the loop for every token would take CPU from llama.cpp's threads on a small machine,
+        and no reader sees text arrive faster than 50 times a second."""
+        if kind == "piece":
+            self._held.append(payload)
+            now = time.monotonic()
+            if now - self._passed_at < PASS_S:
+                return
+            self._passed_at = now
+            kind, payload = "piece", "".join(self._held)
+            self._held.clear()
+        elif self._held:
+            self._pass("piece", "".join(self._held))
+            self._held.clear()
+        self._pass(kind, payload)
+
+    def _pass(self, kind: str, payload: Any) -> None:
         try:
             self._loop.call_soon_threadsafe(self._queue.put_nowait, (kind, payload))
         except RuntimeError:  # the event loop is gone: nobody is listening any more
