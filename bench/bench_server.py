@@ -333,7 +333,11 @@ def main() -> None:
     if args.llama_server == "auto":
         from bench.build_llama_server import build
 
-        args.llama_server = str(build())
+        try:
+            args.llama_server = str(build())
+        except (SystemExit, OSError, subprocess.CalledProcessError) as exc:
+            print(f"llama-server could not be built ({exc}); step 3 runs without it")
+            args.llama_server = None
     rt = ModelRuntime(embedded_model_path(), LoadOptions(n_ctx=args.ctx, n_threads=args.threads))
     with tempfile.TemporaryDirectory() as home:
         proc, url = start_ours(args, home)
