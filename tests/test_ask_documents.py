@@ -159,6 +159,24 @@ def test_chat_with_a_document_is_titled_after_it_and_stored(assistant_home):
     assert any("温故而知新" in s["text"] for s in reply["sources"][:3])
     listed = run_cli("history", "list").stdout
     assert "论语" in listed
+    store = Store()
+    (conversation,) = store.list_conversations()
+    store.close()
+    again = run_cli(
+        "chat",
+        *fast,
+        "--conversation",
+        str(conversation.id),
+        "--doc",
+        str(CHINESE),
+        stdin="学而时习之是什么意思？\n",
+    )  # resumed with the same document: not indexed a second time
+    assert "already in this conversation" in again.stderr
+    store = Store()
+    try:
+        assert len(index.list_documents(store, conversation.id)) == 1
+    finally:
+        store.close()
 
 
 MEMORY_SCRIPT = r"""

@@ -114,9 +114,14 @@ def test_ask_about_a_pasted_document_in_the_window(qtbot):
         with qtbot.waitSignal(documents.changed, timeout=60_000):
             qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
         assert documents.isVisible() and documents.list.count() == 1
+        title = window.store.get_conversation(window.conversation_id).title
+        assert title != "New chat"  # named after the document, in the header and the list
+        assert window.title_label.text() == title
+        assert window.sidebar.title_of(window.conversation_id) == title
         window.input.setPlainText("What did OS stand for among old-time ITS hackers?")
         with qtbot.waitSignal(window.host.idle, timeout=RUN_TIMEOUT):
             qtbot.keyClick(window.input, Qt.Key.Key_Return)
+        assert window.store.get_conversation(window.conversation_id).title == title
         reply = window.store.messages(window.conversation_id)[-1]
         sources = reply.stats["sources"]
         answer = ENGLISH.index("it almost always meant")

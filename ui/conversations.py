@@ -184,6 +184,13 @@ class ConversationController(QObject):
         self._remember(conv.id)
         return conv.id
 
+    def show_title(self, conversation_id: int, title: str) -> None:
+        """A title the core gave the chat (after its first document) in the list and header."""
+        self.sidebar.touch(conversation_id, title)
+        if conversation_id == self.state.id and title != self.state.title:
+            self.state.update(title=title)
+            self.panel.title_label.setText(title)
+
     # -- versions and deletions ------------------------------------------------------------
     def select_version(self, message_id: int) -> None:
         """Show another version of a message (and the messages that followed it there)."""

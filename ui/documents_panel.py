@@ -28,8 +28,10 @@ from PySide6.QtWidgets import (
 )
 
 from assistant.conversation import passage_index
+from assistant.conversation.attachments import attach
 from assistant.conversation.retrieval import RETRIEVER
 from assistant.conversation.store import Store
+from assistant.conversation.titles import NEW_TITLE
 from assistant.errors import AssistantError
 
 SEARCH_NOTE = (
@@ -50,6 +52,7 @@ class _Indexing(QObject):
 
 class DocumentsPanel(QWidget):
     changed = Signal()  # a document was attached or removed
+    retitled = Signal(int, str)  # a chat still called "New chat" was named after its document
     failed = Signal(str)
 
     def __init__(self, parent: QWidget | None = None):
@@ -189,14 +192,20 @@ class DocumentsPanel(QWidget):
         self.progress_row.show()
         self.setVisible(True)
         store, signals = self._store, self._signals
+        try:
+            retitle = store.get_conversation(conversation_id).title == NEW_TITLE
+        except AssistantError:
+            retitle = False
 
         def work() -> None:
             try:
-                info = passage_index.add_document(
+                info = attach(
                     store,
+                    None,
                     conversation_id,
                     document.name,
                     document.text,
+                    retitle=retitle,
                     progress=signals.progress.emit,
                     cancel=cancel,
                 )
@@ -248,6 +257,12 @@ class DocumentsPanel(QWidget):
             return
         self._finished()
         self.changed.emit()
+        try:
+            title = self._store.get_conversation(conversation_id).title if self._store else ""
+        except AssistantError:
+            title = ""
+        if title:
+            self.retitled.emit(conversation_id, title)
 
     def _on_failed(self, message: str) -> None:
         self._finished()
@@ -266,6 +281,7 @@ def connect_documents(window: Any) -> None:
     panel: DocumentsPanel = window.panel.documents
     panel.bind(window.store, window.conversations.ensure)
     panel.failed.connect(window.show_error)
+    panel.retitled.connect(window.conversations.show_title)
     window.host.summary_done.connect(lambda *_: panel.show_conversation(window.state.id))
 
     def opened(sources: list, index: int, chip: QWidget) -> None:

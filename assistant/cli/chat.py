@@ -149,9 +149,14 @@ def attach_documents(session, documents: list) -> None:
     from tqdm import tqdm
 
     from assistant.conversation.attachments import attach
-    from assistant.conversation.session import NEW_TITLE
+    from assistant.conversation.passage_index import find_document
+    from assistant.conversation.titles import NEW_TITLE
 
     for doc in documents:
+        known = find_document(session.store, session.conversation_id, doc.name, doc.text)
+        if known is not None:  # a conversation resumed with the same --doc: indexed already
+            _say(f"[{known.name}: already in this conversation, {known.passages} passages]")
+            continue
         with tqdm(
             total=len(doc.text),
             unit="char",

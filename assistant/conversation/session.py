@@ -18,7 +18,7 @@ from assistant.conversation.reply import Plan, Reply, ReplyResult  # noqa: F401 
 from assistant.conversation.retrieval import fit_with_documents
 from assistant.conversation.rolling_summary import fold_into_summary
 from assistant.conversation.store import Conversation, Store, StoredMessage
-from assistant.conversation.titles import title_from
+from assistant.conversation.titles import NEW_TITLE, title_from
 from assistant.conversation.window import Window, fit_window
 from assistant.engine.runtime import ModelRuntime
 from assistant.errors import ContextOverflowError, InvalidInputError
@@ -33,7 +33,6 @@ from assistant.types import (
     WaitStatus,
 )
 
-NEW_TITLE = "New chat"
 SHIFT_SLIDE = 0.0625  # of the budget: the margin a cheap slide leaves besides the reply
 READ_SLIDE = 0.33  # when a slide means summarizing or reading the window again
 
