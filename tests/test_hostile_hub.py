@@ -127,6 +127,11 @@ def test_etag_must_be_a_digest(fake_hub, watch, tmp_path, etag):
         "sub\\..\\..\\x-Q8_0.gguf",
         "C:/x-Q8_0.gguf",
         "a//b-Q8_0.gguf",
+        "NUL.Q8_0.gguf",  # Windows device names, whatever the extension or the case
+        "sub/com1.gguf",
+        "Lpt².gguf",
+        "x./y-Q8_0.gguf",  # Windows drops a trailing dot or space: another folder
+        "dir /x-Q8_0.gguf",
     ],
 )
 def test_file_names_in_the_listing_must_stay_inside(fake_hub, watch, tmp_path, name):

@@ -17,6 +17,8 @@ from assistant.library.hub_errors import UnsafeResponseError
 
 MAX_FILE_SIZE = 1 << 50  # 1 PiB: a declared size above this is a lie, not a model
 _HEX = re.compile(r"[0-9a-f]+")
+# device names Windows keeps in every folder, whatever the extension ("NUL.gguf" is NUL)
+_DEVICE = re.compile(r"(con|prn|aux|nul|conin\$|conout\$|(com|lpt)[0-9¹²³])(\..*)?", re.I)
 
 _QUANT = re.compile(
     r"(?:^|[-_.])((?:I?Q\d(?:_[A-Z0-9]+)*)|BF16|F16|F32|FP16|FP32|MXFP4(?:_MOE)?|TQ\d_\d)"
@@ -113,7 +115,8 @@ def hex_digest(repo: str, field: str, value: object, lengths: tuple[int, ...]) -
 
 def safe_name(repo: str, field: str, value: object) -> str:
     """`value` if it is a relative '/'-separated name that cannot leave the folder it is joined
-    to on any system: no absolute or drive path, no '..', '.', empty part, backslash or NUL."""
+    to on any system: no absolute or drive path, no '..', '.', empty part, backslash or NUL, and
+    nothing Windows reads as another thing (a device name, a trailing dot or space)."""
     if not isinstance(value, str) or not value:
         raise _refuse(repo, field, value, "is not a file name")
     reason = None
@@ -128,6 +131,10 @@ def safe_name(repo: str, field: str, value: object) -> str:
         reason = "has an empty part"
     elif any(":" in part for part in parts):
         reason = "holds a ':' (a drive or stream on Windows)"
+    elif any(_DEVICE.fullmatch(part.rstrip(" .")) for part in parts):
+        reason = "is a device name on Windows (CON, NUL, COM1 …), not a file"
+    elif any(part.endswith((" ", ".")) for part in parts):
+        reason = "ends in a dot or a space, which Windows drops (another file's name)"
     if reason:
         raise _refuse(repo, field, value, reason)
     return value
