@@ -268,3 +268,23 @@ def test_remote_header_grows_its_read(fake_hub, monkeypatch, model_path):
     model = hub.choose(hub.list_gguf_files(SMOL_REPO), SMOL_REPO, quant="Q4_1")
     assert hub.remote_gguf_info(model).n_layers == 30
     assert len(fake_hub.gets(SMOL_FILE)) >= 2
+
+
+def test_reading_a_remote_header_stops_on_cancel(fake_hub):
+    """The model manager lists a repository's files with their fit; Cancel stops the header
+    reads at once, even from a server that trickles its bytes."""
+    import time
+
+    model = hub.choose(hub.list_gguf_files(SMOL_REPO), SMOL_REPO, quant="Q4_1")
+    stopped = threading.Event()
+    stopped.set()
+    with pytest.raises(hub.HeaderReadCancelled, match=SMOL_FILE):
+        hub.remote_gguf_info(model, cancel=stopped)
+    assert fake_hub.gets(SMOL_FILE) == []  # nothing was asked for
+    fake_hub.trickle[SMOL_FILE] = 0.002
+    cancel = threading.Event()
+    threading.Timer(0.5, cancel.set).start()
+    started = time.monotonic()
+    with pytest.raises(hub.HeaderReadCancelled):
+        hub.remote_gguf_info(model, cancel=cancel)
+    assert time.monotonic() - started < 3  # not the minutes 2 MB would take at this pace

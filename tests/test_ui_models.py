@@ -134,3 +134,21 @@ def test_the_window_opens_the_manager_and_loads_the_chosen_model(qtbot, monkeypa
     manager.load_button.click()
     assert loads == [""], "the built-in model, asked for by the window"
     manager.close()
+
+
+def test_cancel_lists_the_files_without_waiting_for_their_headers(qtbot, fake_hub):
+    """A slow Hub mirror: Cancel shows the files at once, their fit marked not checked."""
+    manager = ModelManager(n_ctx=1024)
+    qtbot.addWidget(manager)
+    manager.search_edit.setText("tiny")
+    run_task(qtbot, manager, manager.search_button.click)
+    for name in ("tiny-Q8_0.gguf", "tiny-F16.gguf"):
+        fake_hub.trickle[name] = 0.01  # 100 bytes a second: minutes for one header
+    with qtbot.waitSignal(manager.task_finished, timeout=10_000) as blocker:
+        manager.repo_list.setCurrentRow(0)
+        assert not manager.cancel_button.isHidden()
+        qtbot.wait(300)
+        manager.cancel_button.click()
+    assert blocker.args == [True], manager.status_label.text()
+    files = texts(manager.file_list)
+    assert len(files) == 2 and all("fit not checked" in t for t in files), files

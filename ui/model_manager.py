@@ -291,20 +291,30 @@ class ModelManager(QDialog):
             return
         repo = item.data(DATA)
 
-        def work(_r: Callable[[Any], None], _c: threading.Event) -> list[tuple[Any, str]]:
+        def work(_r: Callable[[Any], None], cancel: threading.Event) -> list[tuple[Any, str]]:
             rows = []
             for m in hub.list_gguf_files(repo):
-                try:
-                    badge = (
-                        "projector" if m.is_projector else self.fit_label(hub.remote_gguf_info(m))
-                    )
-                except AssistantError:
-                    badge = "fit unknown"
+                if m.is_projector:
+                    badge = "projector"
+                elif cancel.is_set():  # Cancel lists the files without reading more headers
+                    badge = "fit not checked"
+                else:
+                    try:
+                        badge = self.fit_label(hub.remote_gguf_info(m, cancel=cancel))
+                    except hub.HeaderReadCancelled:
+                        badge = "fit not checked"
+                    except AssistantError:
+                        badge = "fit unknown"
                 rows.append((m, badge))
             return rows
 
         self.file_list.clear()
-        self._run(work, f"Listing the GGUF files of {repo}…", on_done=self._show_files)
+        self._run(
+            work,
+            f"Listing the GGUF files of {repo} and reading their headers for fit…",
+            on_done=self._show_files,
+            cancellable=True,
+        )
 
     def _show_files(self, rows: list[tuple[Any, str]]) -> None:
         for m, badge in rows:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from urllib.parse import urlparse
@@ -269,8 +270,11 @@ def choose(
     )
 
 
-def remote_gguf_info(model: RemoteModel, revision: str = "main") -> GGUFInfo:
-    """Read the GGUF header(s) of a file on the Hub with Range requests (a few MB), for fit."""
+def remote_gguf_info(
+    model: RemoteModel, revision: str = "main", cancel: threading.Event | None = None
+) -> GGUFInfo:
+    """Read the GGUF header(s) of a file on the Hub with Range requests (a few MB), for fit;
+    `cancel` stops it between two pieces (HeaderReadCancelled)."""
     need_connection("Reading a model's header from the Hub")
     configure_client()
     from huggingface_hub import get_hf_file_metadata, hf_hub_url
@@ -278,10 +282,11 @@ def remote_gguf_info(model: RemoteModel, revision: str = "main") -> GGUFInfo:
     headers = []
     total = 0
     for f in model.files:
+        _stop_if(cancel, f.filename)
         with hub_errors(model.repo, f.filename):
             url = hf_hub_url(model.repo, f.filename, revision=revision, endpoint=endpoint())
             meta = get_hf_file_metadata(url, endpoint=endpoint())
-            headers.append(_fetch_header(meta.location, f.filename))
+            headers.append(_fetch_header(meta.location, f.filename, cancel))
         total += meta.size or f.size or 0
     try:
         return info_from_headers(
@@ -291,7 +296,16 @@ def remote_gguf_info(model: RemoteModel, revision: str = "main") -> GGUFInfo:
         raise HubError(f"{model.filename} on the Hub is not a usable GGUF file: {exc}.") from None
 
 
-def _fetch_header(url: str, filename: str):
+class HeaderReadCancelled(HubError):
+    """Reading a header from the Hub was stopped (the file list is shown without its fit)."""
+
+
+def _stop_if(cancel: threading.Event | None, filename: str) -> None:
+    if cancel is not None and cancel.is_set():
+        raise HeaderReadCancelled(f"Reading the header of {filename} was cancelled.")
+
+
+def _fetch_header(url: str, filename: str, cancel: threading.Event | None = None):
     from huggingface_hub import get_session, hf_raise_for_status
 
     want = HEADER_FETCH
@@ -301,7 +315,8 @@ def _fetch_header(url: str, filename: str):
             "GET", url, headers={"Range": f"bytes=0-{want - 1}"}, follow_redirects=True
         ) as resp:
             hf_raise_for_status(resp)
-            for chunk in resp.iter_bytes(CHUNK):
+            for chunk in resp.iter_bytes():  # as it arrives: a trickle still sees a cancel
+                _stop_if(cancel, filename)
                 buf += chunk
                 if len(buf) >= want:  # a server that ignores Range: stop reading anyway
                     break
