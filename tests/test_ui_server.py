@@ -73,6 +73,7 @@ def test_the_app_answers_api_requests_with_its_model_in_turn_with_its_replies(ma
     window = make_window(server_enabled=True, server_port=port, server_api_key="sk-test")
     assert window.server.running and window.server.url == f"http://127.0.0.1:{port}/v1"
     assert window.server_status.isVisible() and window.server_status.text() == f"API on :{port}"
+    assert get(port, "/health", "sk-test") == (200, {"status": "ok", "busy": False, "waiting": 0})
     started, shown = [], []
     window.host.job_started.connect(lambda job: started.append(type(job).__name__))
     window.server.busy_changed.connect(lambda _busy: shown.append(window.server_status.text()))

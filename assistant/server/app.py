@@ -120,7 +120,7 @@ class _Api:
             return path.name, self.config.model_created
 
     async def health(self, _request: Request) -> JSONResponse:
-        loaded = self.gate.runtime is not None
+        loaded = self.gate.model_file is not None
         body = {"status": "ok" if loaded else "loading", "busy": self.gate.busy}
         status = 200 if loaded else 503  # as llama-server answers while its model loads
         return JSONResponse({**body, "waiting": self.gate.waiting}, status_code=status)
