@@ -24,6 +24,7 @@ from assistant.engine.chat_format import (
     JinjaChatFormat,
     PlainChatFormat,
 )
+from assistant.engine.control_text import ControlText
 from assistant.engine.kv_reuse import plan_reuse
 from assistant.engine.prompt_cache import PromptCache
 from assistant.engine.reply_stream import PieceStream, ReplyStream  # noqa: F401 (re-exported)
@@ -80,6 +81,7 @@ class ModelRuntime:
             raise
         self.info = self._read_info()
         self._vocab = self._llm._model.vocab
+        self._control: ControlText | None = None  # built on first render
         self._eog_tokens: np.ndarray | None = None  # filled on first use (ignore_eos)
         self._add_bos = bool(self._llm._model.add_bos_token())
         bos = self._llm.token_bos()
@@ -227,8 +229,21 @@ class ModelRuntime:
         return self._llm.detokenize(list(tokens)).decode("utf-8", errors="replace")
 
     def render(self, messages: Sequence[Message]) -> str:
-        """The exact prompt text for these messages (the model's own chat template)."""
-        return self.chat_format.render(messages)
+        """The exact prompt text for these messages (the model's own chat template); a control
+        token spelled inside a message stays text (see `control_text`)."""
+        if self._control is None:
+            self._control = ControlText(self._control_texts())
+        return self.chat_format.render(self._control.messages(messages))
+
+    def _control_texts(self) -> list[str]:
+        vocab, control = self._vocab, llama_cpp.LLAMA_TOKEN_ATTR_CONTROL
+        texts = []
+        for token in range(llama_cpp.llama_vocab_n_tokens(vocab)):
+            if llama_cpp.llama_vocab_get_attr(vocab, token) & control:
+                texts.append(
+                    llama_cpp.llama_vocab_get_text(vocab, token).decode("utf-8", "replace")
+                )
+        return texts
 
     def prompt_tokens(self, messages: Sequence[Message]) -> list[int]:
         return self.text_prompt(self.render(messages))
