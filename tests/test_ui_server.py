@@ -62,6 +62,18 @@ def get(port: int, path: str, key: str = "") -> tuple[int, dict]:
         conn.close()
 
 
+def long_reply(port: int) -> list:
+    """Stream a reply that would run for minutes; the finish reasons of its chunks."""
+    stream = api(port, "x").chat.completions.create(
+        model="m",
+        messages=[{"role": "user", "content": "Tell a very long story."}],
+        max_tokens=4000,
+        stream=True,
+        extra_body={"ignore_eos": True},
+    )
+    return [c.choices[0].finish_reason for c in stream if c.choices]
+
+
 def api(port: int, key: str):
     return openai.OpenAI(
         base_url=f"http://127.0.0.1:{port}/v1", api_key=key, max_retries=0, timeout=120
@@ -172,19 +184,24 @@ def test_closing_the_app_ends_a_server_reply_in_flight_as_cancelled(make_window,
     busy: list[bool] = []
     window.server.busy_changed.connect(busy.append)
 
-    def long_reply() -> list:
-        stream = api(port, "x").chat.completions.create(
-            model="m",
-            messages=[{"role": "user", "content": "Tell a very long story."}],
-            max_tokens=4000,
-            stream=True,
-            extra_body={"ignore_eos": True},
-        )
-        return [c.choices[0].finish_reason for c in stream if c.choices]
-
-    box = in_background(long_reply)
+    box = in_background(lambda: long_reply(port))
     qtbot.waitUntil(lambda: busy == [True], timeout=REPLY_TIMEOUT)
     window.close()  # returns once the model thread has ended: the reply was stopped
     assert not window.host.running and not window.server.running
     qtbot.waitUntil(lambda: bool(box), timeout=30_000)
     assert box.get("result", [None])[-1] == "cancelled", box
+
+
+def test_stop_in_the_status_bar_ends_a_runaway_api_reply_and_the_app_goes_on(make_window, qtbot):
+    port = free_port()
+    window = make_window(server_enabled=True, server_port=port)
+    box = in_background(lambda: long_reply(port))
+    status = window.server_status
+    qtbot.waitUntil(lambda: status.stop_button.isVisible(), timeout=REPLY_TIMEOUT)
+    qtbot.mouseClick(status.stop_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: bool(box), timeout=30_000)
+    assert box.get("result", [None])[-1] == "cancelled", box
+    qtbot.waitUntil(lambda: not status.stop_button.isVisible(), timeout=10_000)
+    assert status.text() == f"API on :{port}" and window.server.running
+    send(qtbot, window, "Still there?")  # the app's own reply is not held up
+    assert window.store.messages(window.state.id)[-1].content

@@ -13,7 +13,7 @@ import secrets
 from typing import Any
 
 from PySide6.QtCore import QObject, Signal, Slot
-from PySide6.QtWidgets import QLabel, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QWidget
 
 from assistant.errors import AssistantError
 from assistant.settings import Settings
@@ -119,6 +119,11 @@ class LocalServerControl(QObject):
         self.url = ""
         self.stopped.emit()
 
+    def stop_request(self) -> None:
+        """End the server's reply in flight (its client gets finish_reason "cancelled")."""
+        if self._server is not None:
+            self._server.gate.cancel_running()
+
     @Slot(object)
     def _on_loaded(self, outcome: Any) -> None:
         self._model_path = outcome.info.path if outcome.info is not None else None
@@ -131,13 +136,25 @@ class LocalServerControl(QObject):
             self.host.serve(gate)
 
 
-class ServerStatus(QLabel):
-    """The status bar's server indicator: where it listens, and when a request runs."""
+class ServerStatus(QWidget):
+    """The status bar's server indicator: where it listens, when a request runs, and a Stop
+    for that request (a client's long reply would otherwise hold up the app's own)."""
 
     def __init__(self, control: LocalServerControl, parent: QWidget | None = None):
         super().__init__(parent)
         self.setObjectName("serverStatus")
-        self.setAccessibleName("Local server status")
+        row = QHBoxLayout(self)
+        row.setContentsMargins(0, 0, 0, 0)
+        self.label = QLabel()
+        self.label.setAccessibleName("Local server status")
+        self.stop_button = QPushButton("Stop")
+        self.stop_button.setFlat(True)
+        self.stop_button.setAccessibleName("Stop the API request")
+        self.stop_button.setToolTip("End the reply the local server is writing for another app")
+        self.stop_button.clicked.connect(control.stop_request)
+        self.stop_button.hide()
+        row.addWidget(self.label)
+        row.addWidget(self.stop_button)
         self.hide()
         self._port = ""
         control.started.connect(self._on_started)
@@ -145,11 +162,15 @@ class ServerStatus(QLabel):
         control.failed.connect(lambda _message: self.hide())
         control.busy_changed.connect(self._on_busy)
 
+    def text(self) -> str:
+        return self.label.text()
+
     def _on_started(self, url: str) -> None:
         self._port = url.rsplit(":", 1)[-1].split("/", 1)[0]
-        self.setText(f"API on :{self._port}")
-        self.setToolTip(f"Other apps on this computer can use the model at {url}")
+        self.label.setText(f"API on :{self._port}")
+        self.label.setToolTip(f"Other apps on this computer can use the model at {url}")
         self.show()
 
     def _on_busy(self, busy: bool) -> None:
-        self.setText("API: answering a request…" if busy else f"API on :{self._port}")
+        self.label.setText("API: answering a request…" if busy else f"API on :{self._port}")
+        self.stop_button.setVisible(busy)

@@ -187,6 +187,12 @@ class Gate:
         while not self._closed or self._waiting:
             self.run_next(timeout=None)
 
+    def cancel_running(self) -> None:
+        """Cancel the job running now, if any (it ends within one token); the queue goes on."""
+        job = self._running
+        if job is not None:
+            job.cancel.set()
+
     def cancel_all(self) -> None:
         """Cancel the running job and every waiting one (each ends within one token)."""
         with self._cond:
