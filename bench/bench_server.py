@@ -1,12 +1,15 @@
 """The local server against the bare engine and against llama.cpp's own `llama-server`.
 
-1. Decode speed: streaming tokens/s through `assistant serve` (official `openai` client) ÷ a
-   bare `llama_cpp` generate loop, alternated run by run (target ≥ 0.95).
+1. Decode speed: streaming tokens/s through `assistant serve`, read with plain HTTP, ÷ a bare
+   `llama_cpp` generate loop on the same tokens, served and bare back to back in ABBA order;
+   the median of the pairs' ratios (target ≥ 0.95). The same read with the official `openai`
+   client is reported too (its own CPU per chunk is taken from llama.cpp's threads).
 2. HTTP overhead on time to first token: server TTFT − in-process `ModelRuntime.stream` TTFT
    on the same cached prompt, alternated, median (target ≤ 10 ms).
 3. A 40-turn conversation at `--ctx 1024` whose client resends the full history every turn:
    p90 ÷ median TTFT over all turns (target ≤ 2.5), and turns answered. With `--llama-server
-   PATH` the same script also drives llama.cpp's server, whose client drops the oldest pair of
+   PATH` (or `auto`: built from the llama-cpp-python source package, see build_llama_server.py)
+   the same script also drives llama.cpp's server, whose client drops the oldest pair of
    messages each time the server refuses the history (HTTP 400), side by side.
 
 Every figure is measured from the client's side; the server runs in its own process.
