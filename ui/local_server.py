@@ -88,6 +88,7 @@ class LocalServerControl(QObject):
         gate.on_ready = lambda: self._ready.emit(gate)
         gate.on_busy = self._busy.emit
         port = settings.server_port
+        sock, server = None, None
         try:
             config = ServerConfig(
                 host=HOST,
@@ -101,6 +102,10 @@ class LocalServerControl(QObject):
             server.start()
         except AssistantError as exc:
             gate.close(timeout=0)
+            if server is not None:
+                server.stop(timeout=5)  # it did not start in time: it closes its socket
+            elif sock is not None:
+                sock.close()
             self.problem = f"The local server is off: {exc}"
             self.failed.emit(self.problem)
             return
