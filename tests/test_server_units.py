@@ -273,6 +273,8 @@ def test_a_failing_job_reports_and_the_gate_goes_on():
     [
         {"type": "string", "maxLength": MAX_REPEAT + 1},
         {"type": "string", "pattern": "^a{1000000}$"},
+        {"type": "string", "pattern": "^a{,1000000000}$"},  # no lower bound
+        {"type": "string", "pattern": "^a{0,1_000_000}$"},  # int() reads underscores
         {"type": "array", "minItems": "3"},
         {"type": "strange"},
         {"$ref": "https://example.com/schema.json"},
@@ -340,3 +342,15 @@ def test_pieces_that_queued_up_go_out_as_one_and_nothing_is_lost():
         ("piece", "Hello, world"),
         ("end", "done"),
     ]
+
+
+def test_a_waiting_job_whose_client_left_leaves_the_queue_at_once():
+    gate, events = Gate(runtime=None, on_ready=lambda: None), []
+    first = gate.submit(lambda *_: events.append("first"), lambda *e: events.append(e))
+    second = gate.submit(lambda *_: events.append("second"), lambda *e: events.append(e))
+    gate.withdraw(first)  # its client hung up before its turn
+    assert first.done.is_set() and first.cancel.is_set() and events == [("end", None)]
+    assert gate.waiting == 1
+    assert gate.run_next() and events[-1] == "second" and second.done.is_set()
+    gate.withdraw(second)  # already run: nothing happens
+    assert not gate.run_next(timeout=0)

@@ -31,7 +31,6 @@ from assistant.conversation import passage_index
 from assistant.conversation.attachments import attach
 from assistant.conversation.retrieval import RETRIEVER
 from assistant.conversation.store import Store
-from assistant.conversation.titles import NEW_TITLE
 from assistant.errors import AssistantError
 
 SEARCH_NOTE = (
@@ -192,10 +191,6 @@ class DocumentsPanel(QWidget):
         self.progress_row.show()
         self.setVisible(True)
         store, signals = self._store, self._signals
-        try:
-            retitle = store.get_conversation(conversation_id).title == NEW_TITLE
-        except AssistantError:
-            retitle = False
 
         def work() -> None:
             try:
@@ -205,7 +200,7 @@ class DocumentsPanel(QWidget):
                     conversation_id,
                     document.name,
                     document.text,
-                    retitle=retitle,
+                    retitle=True,
                     progress=signals.progress.emit,
                     cancel=cancel,
                 )
@@ -251,13 +246,10 @@ class DocumentsPanel(QWidget):
         self.refresh()
 
     def _on_done(self, conversation_id: int, _info: object) -> None:
-        if self._conversation_id != conversation_id:  # another chat was opened meanwhile
-            self._cancel = None
-            self.progress_row.hide()
-            return
-        self._finished()
-        self.changed.emit()
-        try:
+        self._finished()  # the panel shows the open chat's documents, whichever it is now
+        if self._conversation_id == conversation_id:  # no other chat was opened meanwhile
+            self.changed.emit()
+        try:  # the list names the chat after its document even when another one is open
             title = self._store.get_conversation(conversation_id).title if self._store else ""
         except AssistantError:
             title = ""

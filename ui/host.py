@@ -59,7 +59,6 @@ class ModelHost(QObject):
     meter_ready = Signal(int, object)
     summary_progress = Signal(int, object)
     summary_done = Signal(int, object, object)
-    replying_changed = Signal(bool)  # a reply or summary started owning the model, or none does
     queue_changed = Signal()  # a reply or summary was queued, started or ended
     job_started = Signal(object)
     job_ended = Signal(object)  # any job, once the worker is done with it (saved)
@@ -95,10 +94,6 @@ class ModelHost(QObject):
     def replying(self) -> bool:
         """A reply or a summary is queued or running (both own the model and can be stopped)."""
         return any(isinstance(job, STOPPABLE) for job in self._pending)
-
-    @property
-    def loading_model(self) -> bool:
-        return any(isinstance(job, LoadJob) for job in self._pending)
 
     def replying_in(self, conversation_id: int | None) -> bool:
         """A reply or summary of this conversation is queued or running."""
@@ -204,12 +199,9 @@ class ModelHost(QObject):
         self._thread.wait()
 
     def _submit(self, job: object) -> None:
-        was_replying = self.replying
         self._pending.append(job)
         self._post.emit(job)
         if isinstance(job, STOPPABLE):
-            if not was_replying:
-                self.replying_changed.emit(True)
             self.queue_changed.emit()
 
     @Slot(object)
@@ -229,7 +221,6 @@ class ModelHost(QObject):
             return
         self.queue_changed.emit()
         if not self.replying:
-            self.replying_changed.emit(False)
             self.idle.emit()
         due, self._after_idle = self._after_idle, []
         keep = []

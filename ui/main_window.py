@@ -100,6 +100,7 @@ class MainWindow(QMainWindow):
             settings=lambda: self.settings,
             ensure_conversation=self.conversations.ensure,
             reload=self.conversations.reload,
+            show_title=self.conversations.show_title,
             parent=self,
         )
         self.server = LocalServerControl(self.host, self)  # Settings → Local server

@@ -120,6 +120,7 @@ class MessageWidget(QFrame):
         self.version_index = 0
         self.wait = ""
         self._last = self._idle = self.compact = False
+        self._actions_set = False  # set_actions has run (its inputs are then known)
         self.room = 0  # the width the chat view gives it (0: not known yet)
         self._layout_key: tuple = ()
         self.setObjectName("userMessage" if role == "user" else "assistantMessage")
@@ -305,6 +306,9 @@ class MessageWidget(QFrame):
         """Regenerate on the last reply ('Get reply' on a last message left without one),
         Continue on a last reply that stopped short; nothing that changes the chat while it
         is replying."""
+        if self._actions_set and (last, idle) == (self._last, self._idle):
+            return  # a reply streaming: unchanged for every message but the one it updates
+        self._actions_set = True
         self._last, self._idle = last, idle
         self.regenerate_button.setText("Regenerate" if self.role == "assistant" else "Get reply")
         self._update_buttons()

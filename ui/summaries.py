@@ -60,6 +60,7 @@ class SummaryController(QObject):
         settings: Callable[[], Settings],
         ensure_conversation: Callable[[], int | None],
         reload: Callable[[], None],
+        show_title: Callable[[int, str], None],
         parent: QWidget | None = None,
     ):
         super().__init__(parent)
@@ -71,6 +72,7 @@ class SummaryController(QObject):
         self._settings = settings
         self._ensure_conversation = ensure_conversation
         self._reload = reload
+        self._show_title = show_title
         self.job: SummaryJob | None = None
         self._request: ViewMessage | None = None  # "Summarize the document …"
         self._summary: ViewMessage | None = None
@@ -158,10 +160,9 @@ class SummaryController(QObject):
 
     def _on_done(self, conversation_id: int, request: Any, summary: Any) -> None:
         try:  # the core may have titled the chat after the document
-            title = self.store.get_conversation(conversation_id).title
+            self._show_title(conversation_id, self.store.get_conversation(conversation_id).title)
         except AssistantError:
-            title = None
-        self.sidebar.touch(conversation_id, title)
+            self.sidebar.touch(conversation_id)
         if self._summary is None:
             return
         if self._request is not None and request is not None:
@@ -170,9 +171,6 @@ class SummaryController(QObject):
         self._summary.wait, self._summary.progress = "", None
         if conversation_id != self.state.id:
             return
-        if title and title != self.state.title:
-            self.state.update(title=title)
-            self.panel.title_label.setText(title)
         chat = self.panel.chat
         chat.show_messages(self.state.messages)
         chat.scroll_to_bottom()

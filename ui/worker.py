@@ -119,8 +119,9 @@ class ModelWorker(QObject):
         try:
             runtime, choice = _load(path, options, job.cancel, memory)
         except AssistantError as exc:
-            if previous is not None and self._runtime is None:
-                self._restore(previous)
+            stopped = job.cancel.is_set() or self._closing.is_set()  # closing: no reload
+            if previous is not None and self._runtime is None and not stopped:
+                self._restore(previous, job.cancel)
             return self._not_loaded(job, str(exc))
         self._drop_runtime()
         from assistant.engine.state_cache import saved_states
@@ -138,10 +139,11 @@ class ModelWorker(QObject):
             gpus=tuple(g.name for g in memory.gpus),
         )
 
-    def _restore(self, settings: Settings) -> None:
-        """Load the previous model again after the new one failed (it had to go first)."""
+    def _restore(self, settings: Settings, cancel: Any) -> None:
+        """Load the previous model again after the new one failed (it had to go first); the
+        failed job's cancel stops this load too (the window closing)."""
         try:
-            self._switch(LoadJob(settings))
+            self._switch(LoadJob(settings, cancel=cancel))
         except AssistantError:
             pass  # the outcome says no model is loaded
 
@@ -150,7 +152,7 @@ class ModelWorker(QObject):
         wanted = job.fallback and job.settings.model and not job.cancel.is_set()
         if self._runtime is None and wanted and not self._closing.is_set():
             try:
-                fallback = self._switch(LoadJob(replace(job.settings, model="")))
+                fallback = self._switch(LoadJob(replace(job.settings, model=""), cancel=job.cancel))
             except AssistantError:
                 fallback = None
             if fallback is not None and fallback.info is not None:
@@ -207,7 +209,7 @@ class ModelWorker(QObject):
     def _count(self, conversation_id: int) -> int:
         """How many messages the conversation shows (to tell a refused send from a stored one)."""
         try:
-            return len(self._store.messages(conversation_id))
+            return self._store.message_counts(conversation_id).get(conversation_id, 0)
         except AssistantError:
             return -1
 

@@ -19,11 +19,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run_cache(args: argparse.Namespace) -> int:
     from assistant import paths
+    from assistant.cli.common import load_saved_settings
     from assistant.engine.state_cache import StateCache
     from assistant.library.sizes import format_bytes
-    from assistant.settings import Settings
 
-    states = StateCache(paths.kv_states_dir(), Settings.load().kv_cache_mb * 1024**2)
+    # built even with saving off (budget 0): what was saved before can still be listed, cleared
+    states = StateCache(paths.kv_states_dir(), load_saved_settings().kv_cache_mb * 1024**2)
     if args.action == "clear":
         freed = states.clear()
         print(f"Removed the saved caches ({format_bytes(freed)}).")

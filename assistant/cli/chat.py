@@ -94,8 +94,6 @@ def run_chat(args) -> int:
     from assistant.engine.state_cache import saved_states
 
     settings = load_settings(args)
-    if args.exact_slide:
-        settings.exact_slide = True
     documents = read_documents(args.doc)
     runtime = load_runtime(settings)
     runtime.use_saved_states(saved_states(settings.kv_cache_mb))
@@ -150,7 +148,6 @@ def attach_documents(session, documents: list) -> None:
 
     from assistant.conversation.attachments import attach
     from assistant.conversation.passage_index import find_document
-    from assistant.conversation.titles import NEW_TITLE
 
     for doc in documents:
         known = find_document(session.store, session.conversation_id, doc.name, doc.text)
@@ -170,14 +167,13 @@ def attach_documents(session, documents: list) -> None:
             def progress(p, bar=bar) -> None:
                 bar.update(p.done_chars - bar.n)
 
-            retitle = session.conversation.title == NEW_TITLE
             info = attach(
                 session.store,
                 session.runtime,
                 session.conversation_id,
                 doc.name,
                 doc.text,
-                retitle=retitle,
+                retitle=True,
                 progress=progress,
             )
         _say(f"[{info.name}: {info.tokens:,} tokens in {info.passages} passages]")

@@ -110,6 +110,8 @@ def load_settings(args: argparse.Namespace) -> Settings:
         overrides["flash_attn"] = args.flash_attn
     if getattr(args, "chat_format", None) is not None:
         overrides["chat_format"] = args.chat_format
+    if getattr(args, "exact_slide", False):
+        overrides["exact_slide"] = True
     settings = load_saved_settings()
     if getattr(args, "model", None):
         path = Path(args.model).expanduser()

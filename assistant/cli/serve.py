@@ -6,9 +6,15 @@ import argparse
 import logging
 import os
 import sys
-from dataclasses import replace
 
-from assistant.cli.common import load_settings, model_options, sampling_from, sampling_options
+from assistant.cli.common import (
+    load_runtime,
+    load_settings,
+    lora_options,
+    model_options,
+    sampling_from,
+    sampling_options,
+)
 from assistant.errors import InvalidInputError
 from assistant.types import Policy
 
@@ -27,7 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", default="8080", metavar="N", help="port (default 8080; 0: any free)")
     model_options(p)
-    p.add_argument("--lora", metavar="FILE", help="LoRA adapter (GGUF) applied to the model")
+    lora_options(p)
     p.add_argument(
         "--policy",
         choices=[x.value for x in Policy],
@@ -79,10 +85,14 @@ def run_serve(args) -> int:
     _access_log_to_stderr()
     sock = bind(args.host, port)  # a port in use is refused before the model loads
     try:
-        runtime = _load(settings, args.lora)
+        runtime = load_runtime(settings)
     except BaseException:
         sock.close()
         raise
+    from assistant.engine.state_cache import saved_states
+
+    # each client conversation's cache is saved when another one takes the model, and restored
+    runtime.use_saved_states(saved_states(settings.kv_cache_mb))
     gate = Gate(runtime, max_waiting=queue)
     config = ServerConfig(
         host=args.host,
@@ -95,6 +105,7 @@ def run_serve(args) -> int:
         gate,
         ConversationWindows(policy),
         config,
+        sock=sock,  # bound before the model loaded: a port in use was said at once
         on_started=lambda url: print(f"Serving {url}", flush=True),
     )
     if not is_loopback(args.host) and not api_key:
@@ -111,26 +122,6 @@ def run_serve(args) -> int:
         gate.close()
         runtime.close()
     return 0
-
-
-def _load(settings, lora: str | None):
-    """The model with the settings' options plus the adapter (notes printed as by every command)."""
-    from assistant.engine.loading import load_with_fallback
-    from assistant.library.local import chosen_model_path
-
-    options = settings.load_options()
-    if lora:
-        options = replace(options, lora_path=lora)
-    runtime, choice = load_with_fallback(chosen_model_path(settings.model), options)
-    for note in choice.adjustments:
-        print(f"[{note}]", file=sys.stderr)
-    if choice.attempts:
-        print(f"[{choice.message}]", file=sys.stderr)
-    from assistant.engine.state_cache import saved_states
-
-    # each client conversation's cache is saved when another one takes the model, and restored
-    runtime.use_saved_states(saved_states(settings.kv_cache_mb))
-    return runtime
 
 
 def _access_log_to_stderr() -> None:

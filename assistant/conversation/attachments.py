@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from assistant.conversation import passage_index
 from assistant.conversation.passage_index import DocumentInfo, IndexProgress
+from assistant.conversation.titles import NEW_TITLE
 from assistant.documents.titles import document_title
 from assistant.types import ASSISTANT, USER
 
@@ -32,12 +33,14 @@ def attach(
     cancel: threading.Event | None = None,
 ) -> DocumentInfo:
     """Store and index a document in the conversation (cancellable, with progress); `runtime`
-    (any object with `tokenize`, or None) counts its size in tokens."""
+    (any object with `tokenize`, or None) counts its size in tokens. With `retitle`, a chat
+    still called "New chat" once it is indexed is named after the document."""
     count = (lambda t: len(runtime.tokenize(t))) if runtime is not None else None
     info = passage_index.add_document(
         store, conversation_id, name, text, count=count, progress=progress, cancel=cancel
     )
-    if retitle:
+    # checked now, not when indexing began: a first message sent meanwhile has named the chat
+    if retitle and store.get_conversation(conversation_id).title == NEW_TITLE:
         store.update_conversation(conversation_id, title=document_title(name, text))
     return info
 

@@ -264,16 +264,9 @@ def list_documents(store: Store, conversation_id: int) -> list[DocumentInfo]:
 def find_document(store: Store, conversation_id: int, name: str, text: str) -> DocumentInfo | None:
     """The conversation's document of this name with exactly this text (None: not attached)."""
     for info in list_documents(store, conversation_id):
-        if info.name == name and info.chars == len(text) and _stored_text(store, info.id) == text:
+        if info.name == name and info.chars == len(text) and store.get_document(info.id)[1] == text:
             return info
     return None
-
-
-def _stored_text(store: Store, document_id: int) -> str:
-    sql = "SELECT text FROM document_chunks WHERE document_id = ? ORDER BY seq"
-    with store._lock:
-        rows = store._db.execute(sql, (document_id,)).fetchall()
-    return "".join(row[0] for row in rows)
 
 
 def count_passages(store: Store, document_id: int | None = None) -> tuple[int, int]:

@@ -238,8 +238,13 @@ def fit_with_documents(
         return fit("")
     plain = fit("")  # raises as it would without documents: they are never the cause
 
-    def count(text: str) -> int:
-        return len(counter.tokenize(text))
+    counted: dict[str, int] = {}
+
+    def count(text: str) -> int:  # a block or an excerpt is often counted twice: once each
+        n = counted.get(text)
+        if n is None:
+            n = counted[text] = len(counter.tokenize(text))
+        return n
 
     ranked = rank(store, conversation_id, question, previous)
     grounding = whole_documents(store, docs, ranked, n_ctx - reserve - plain.used - MARGIN, count)

@@ -19,7 +19,7 @@ from assistant.conversation.retrieval import fit_with_documents
 from assistant.conversation.rolling_summary import fold_into_summary
 from assistant.conversation.store import Conversation, Store, StoredMessage
 from assistant.conversation.titles import NEW_TITLE, title_from
-from assistant.conversation.window import Window, fit_window
+from assistant.conversation.window import PromptCounter, Window, fit_window
 from assistant.engine.runtime import ModelRuntime
 from assistant.errors import ContextOverflowError, InvalidInputError
 from assistant.types import (
@@ -84,6 +84,7 @@ class ChatSession:
             store.update_conversation(conversation.id, **updates)
         self.last_plan: Plan | None = None  # the window of the last reply, once committed
         self._begin(None)
+        self._end()
 
     # -- state -----------------------------------------------------------------------------
     @property
@@ -234,7 +235,7 @@ class ChatSession:
             text,
             result,
             self.preview_report(),
-            retitle=self.conversation.title == NEW_TITLE,
+            retitle=True,
         )
 
     # -- the window: planning is pure, committing writes -------------------------------------
@@ -254,6 +255,7 @@ class ChatSession:
 
     def preview_report(self) -> ContextReport | None:
         """The context report of the window as it stands (None if it cannot be fitted)."""
+        self._end()  # a preview on its own, never an intent's leftovers
         try:
             return self.preview().report
         except ContextOverflowError:
@@ -261,6 +263,7 @@ class ChatSession:
 
     def prompt_text(self) -> str:
         """What the model sees next (templated), for 'what the model sees': a pure preview."""
+        self._end()
         return self.runtime.render(self.preview().window.messages)
 
     def commit_window(self, cancel: threading.Event | None = None) -> Plan:
@@ -309,6 +312,14 @@ class ChatSession:
         self._on_status = on_status
         self._sent_at = time.perf_counter()
         self._summary_s = 0.0
+        # within one intent the check (preview) and the commit fit the same window: once
+        self._counter = PromptCounter(self.runtime)
+        self._fits: dict[tuple, Window] | None = {}
+
+    def _end(self) -> None:
+        """Nothing fitted during an intent is reused after it (documents, settings move)."""
+        self._counter = None
+        self._fits = None
 
     def _status(self, status: WaitStatus) -> None:
         if self._on_status is not None:
@@ -323,13 +334,17 @@ class ChatSession:
         self, msgs: list[Message], conv: Conversation, start: int, summary: str, upto: int
     ) -> Window:
         """The window with the conversation's documents in it (see `retrieval`)."""
+        key = (tuple(msgs), conv.system_prompt, conv.policy, start, summary, upto)
+        if self._fits is not None and key in self._fits:
+            return self._fits[key]
         reserve = self.reserve()
+        counter = self._counter or PromptCounter(self.runtime)
 
         def fit(block: str) -> Window:
             return fit_window(
                 msgs,
                 system=conv.system_prompt,
-                counter=self.runtime,
+                counter=counter,
                 n_ctx=self.runtime.n_ctx,
                 reserve=reserve,
                 policy=Policy.parse(conv.policy),
@@ -341,7 +356,10 @@ class ChatSession:
                 context_block=block,
             )
 
-        return fit_with_documents(fit, self.store, conv, msgs, self.runtime, reserve, summary)
+        window = fit_with_documents(fit, self.store, conv, msgs, counter, reserve, summary)
+        if self._fits is not None:
+            self._fits[key] = window
+        return window
 
     def _plan(self, window: Window, ids: Sequence[int | None], before: Conversation) -> Plan:
         report = ContextReport(
@@ -369,8 +387,11 @@ class ChatSession:
     ) -> Reply:
         cancel = cancel or threading.Event()
         plan = self.commit_window(cancel)
+        counter = self._counter or PromptCounter(self.runtime)
+        prompt = counter.prompt_tokens(plan.window.messages)  # counted while fitting
+        self._end()
         stream = self.runtime.stream(
-            self.runtime.prompt_tokens(plan.window.messages),
+            prompt,
             self.sampling,
             cancel,
             on_progress=self._reading,

@@ -249,12 +249,15 @@ class Store(Versions):
             )
         return cur.rowcount
 
-    def message_counts(self) -> dict[int, int]:
-        """Number of messages of every conversation, in one query."""
+    def message_counts(self, conversation_id: int | None = None) -> dict[int, int]:
+        """Number of shown messages of every conversation (or of one), in one query."""
+        one = conversation_id is not None
+        where, args = ("AND conversation_id = ?", (conversation_id,)) if one else ("", ())
         with self._lock:
             rows = self._db.execute(
-                "SELECT conversation_id, COUNT(*) FROM messages WHERE active = 1"
-                " GROUP BY conversation_id"
+                f"SELECT conversation_id, COUNT(*) FROM messages WHERE active = 1 {where}"
+                " GROUP BY conversation_id",
+                args,
             ).fetchall()
         return {row[0]: row[1] for row in rows}
 
@@ -309,15 +312,6 @@ class Store(Versions):
         return self.get_conversation(conversation_id)
 
     # -- documents (the sources behind summaries) -------------------------------------------
-    def add_document(self, conversation_id: int, name: str, text: str) -> int:
-        with self._tx() as db:
-            cur = db.execute(
-                "INSERT INTO documents (conversation_id, name, text, created_at)"
-                " VALUES (?, ?, ?, ?)",
-                (conversation_id, name, text, now()),
-            )
-        return cur.lastrowid
-
     def get_document(self, document_id: int) -> tuple[str, str]:
         """(name, text) of a summarized document."""
         with self._lock:

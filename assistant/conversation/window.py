@@ -42,6 +42,33 @@ class TokenCounter(Protocol):
     def detokenize(self, tokens: Sequence[int]) -> str: ...
 
 
+class PromptCounter:
+    """A model's counter that keeps the prompts it tokenized, for one reply or request: fitting
+    counts a start more than once, the window it settles on was counted already, and the reply
+    then needs exactly those tokens (each would otherwise be rendered and tokenized again)."""
+
+    def __init__(self, runtime):
+        self.runtime = runtime
+        self.n_ctx = runtime.n_ctx
+        self._prompts: dict[tuple[Message, ...], list[int]] = {}
+
+    def count_prompt(self, messages: Sequence[Message]) -> int:
+        return len(self.prompt_tokens(messages))
+
+    def prompt_tokens(self, messages: Sequence[Message]) -> list[int]:
+        key = tuple(messages)
+        tokens = self._prompts.get(key)
+        if tokens is None:
+            tokens = self._prompts[key] = self.runtime.prompt_tokens(messages)
+        return tokens
+
+    def tokenize(self, text: str) -> list[int]:
+        return self.runtime.tokenize(text)
+
+    def detokenize(self, tokens: Sequence[int]) -> str:
+        return self.runtime.detokenize(tokens)
+
+
 @dataclass(frozen=True)
 class Window:
     """What is sent for one reply, and what was left out."""

@@ -20,7 +20,7 @@ MAX_SCHEMA_CHARS = 32_000
 MAX_DEPTH = 32
 MAX_REPEAT = 256  # minItems, maxItems, minLength, maxLength, and {n,m} inside a pattern
 _COUNTS = ("minItems", "maxItems", "minLength", "maxLength", "minProperties", "maxProperties")
-_PATTERN_COUNT = re.compile(r"\{\s*(\d+)\s*(?:,\s*(\d*)\s*)?\}")
+_PATTERN_BRACES = re.compile(r"\{([^}]*)\}")  # every {…}, read as the converter reads it
 
 
 def any_json_grammar() -> str:
@@ -72,10 +72,15 @@ def _check_bounds(node: Any, where: str, depth: int) -> None:
             )
     pattern = node.get("pattern")
     if isinstance(pattern, str):
-        for low, high in _PATTERN_COUNT.findall(pattern):
-            if int(low) > MAX_REPEAT or (high and int(high) > MAX_REPEAT):
-                raise InvalidInputError(
-                    f"{where}: the pattern repeats something more than {MAX_REPEAT} times."
-                )
+        for body in _PATTERN_BRACES.findall(pattern):  # {n}, {n,}, {,m}, {n,m}, {1_000}
+            for part in body.split(","):
+                try:
+                    count = int(part) if part.strip() else 0
+                except ValueError:
+                    continue  # not a count: a literal brace, which the converter checks
+                if count > MAX_REPEAT:
+                    raise InvalidInputError(
+                        f"{where}: the pattern repeats something more than {MAX_REPEAT} times."
+                    )
     for value in node.values():
         _check_bounds(value, where, depth + 1)

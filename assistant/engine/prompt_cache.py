@@ -81,8 +81,10 @@ class PromptCache:
                 started = time.perf_counter()
                 if self._restore(state):
                     plan, restored = saved_plan, saved_plan.reused
-                else:  # refused or damaged: removed; the live cache was cleared by the attempt
-                    plan = plan_reuse(np.zeros(0, np.int64), prompt)
+                else:  # refused or damaged: removed; use what the cache holds now (nothing
+                    # after a refused restore, the live cache when the file did not even load)
+                    live = kv_cache.cached_tokens(llm)
+                    plan = plan_reuse(live, prompt, shift=shift and not exact)
                 restore_s = time.perf_counter() - started
         kept = kv_cache.apply_plan(llm, plan, prompt)
         held = plan.held

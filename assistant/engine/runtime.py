@@ -27,7 +27,7 @@ from assistant.engine.chat_format import (
 from assistant.engine.control_text import ControlText
 from assistant.engine.kv_reuse import plan_reuse
 from assistant.engine.prompt_cache import PromptCache
-from assistant.engine.reply_stream import PieceStream, ReplyStream  # noqa: F401 (re-exported)
+from assistant.engine.reply_stream import ReplyStream
 from assistant.engine.state_cache import StateCache
 from assistant.engine.state_cache import model_key as state_model_key
 from assistant.errors import (
@@ -205,7 +205,14 @@ class ModelRuntime:
     def _state_key(self) -> str:
         if self._key is None:
             opts = self.options
-            extra = f"{opts.lora_path}|{opts.lora_scale}|{opts.flash_attn}"
+            adapter = opts.lora_path
+            if adapter:  # an adapter converted again to the same path has other weights
+                try:
+                    st = os.stat(adapter)
+                    adapter = f"{adapter}:{st.st_size}:{st.st_mtime_ns}"
+                except OSError:
+                    pass
+            extra = f"{adapter}|{opts.lora_scale}|{opts.flash_attn}"
             self._key = state_model_key(self.path, self.n_ctx, extra)
         return self._key
 

@@ -86,6 +86,9 @@ class StateCache:
         self._memory: OrderedDict[tuple[str, str], SavedState] = OrderedDict()
         self._lock = threading.Lock()
         self._writes: dict[Path, threading.Thread] = {}
+        # headers and tokens read from disk, by (size, mtime): a prompt looks through every
+        # file, and re-reading them all each time would cost more than the restore saves
+        self._headers: dict[Path, tuple[tuple[int, int], SavedState]] = {}
 
     # -- saving ------------------------------------------------------------------------------
     def put(self, key: str, label: str, tokens: np.ndarray, data: bytes) -> None:
@@ -96,6 +99,8 @@ class StateCache:
             self._memory[(key, label)] = state
             self._memory.move_to_end((key, label))
             self._trim_memory()
+        if len(data) > self.budget:  # it alone would push every other file out: memory only
+            return
         path = self.folder / f"{_file_stem(key, label)}{SUFFIX}"
         state.path = path
         previous = self._writes.get(path)
@@ -117,7 +122,7 @@ class StateCache:
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             tokens = state.tokens.astype("<i4").tobytes()
-            digest = hashlib.sha256(tokens + (state.data or b"")).hexdigest()
+            digest = _digest(tokens, state.data or b"")
             header = json.dumps(
                 {
                     "model_key": state.model_key,
@@ -161,6 +166,8 @@ class StateCache:
         if checked is None or checked.model_key != state.model_key:
             self._remove(state.path)
             return None
+        if not np.array_equal(checked.tokens, state.tokens):
+            return None  # a newer state of this conversation was written meanwhile: kept
         now = time.time()
         try:
             os.utime(state.path, (now, now))  # the file's mtime is its last use
@@ -225,14 +232,25 @@ class StateCache:
     def _scan(self) -> list[SavedState]:
         found = []
         for path in self._files():
+            try:
+                st = path.stat()
+            except OSError:
+                continue  # removed meanwhile
+            stamp = (st.st_size, st.st_mtime_ns)
+            known = self._headers.get(path)
+            if known is not None and known[0] == stamp:
+                found.append(known[1])
+                continue
             state = _read(path, with_data=False)
             if state is None:
                 self._remove(path)
             else:
+                self._headers[path] = (stamp, state)
                 found.append(state)
         return found
 
     def _remove(self, path: Path) -> None:
+        self._headers.pop(path, None)
         try:
             path.unlink(missing_ok=True)
         except OSError as exc:
@@ -268,7 +286,7 @@ def _read(path: Path, *, with_data: bool) -> SavedState | None:
         return None
     if not isinstance(key, str) or not isinstance(label, str):
         return None
-    if data is not None and hashlib.sha256(raw + data).hexdigest() != digest:
+    if data is not None and _digest(raw, data) != digest:
         return None
     return SavedState(key, label, tokens, data, path, st.st_size, st.st_mtime)
 
@@ -278,3 +296,10 @@ def saved_states(budget_mb: int) -> StateCache | None:
     from assistant import paths
 
     return StateCache(paths.kv_states_dir(), budget_mb * 1024**2) if budget_mb > 0 else None
+
+
+def _digest(tokens: bytes, data: bytes) -> str:
+    """SHA-256 over the tokens then the data, without joining them (a state is large)."""
+    h = hashlib.sha256(tokens)
+    h.update(data)
+    return h.hexdigest()

@@ -109,6 +109,10 @@ class _Api:
         self.windows = windows
         self.config = config
 
+    def _model_name(self) -> str:
+        path = self.gate.model_file
+        return self.config.model_id or (path.name if path is not None else "local-model")
+
     def _model(self) -> tuple[str, int]:
         """(id, created) of the model serving now: the desktop app may switch models."""
         path = self.gate.model_file
@@ -133,7 +137,7 @@ class _Api:
         grammar = _grammar(req.response_format)
         work = chat_work(self.windows, req.messages, req.sampling, grammar)
         call, report = await self._start(request, work, "chat")
-        env = shapes.envelope("chat.completion", self._model()[0])  # the model that runs it
+        env = shapes.envelope("chat.completion", self._model_name())  # the model that runs it
         counts = request.scope.get(LOG_KEY, {})
         if report is not None:
             counts.update(dropped=report.dropped_messages, summarized=report.summarized_messages)
@@ -151,7 +155,7 @@ class _Api:
         req = await _parsed(request, parse_completion, self.config.sampling)
         work = completion_work(req.prompt, req.sampling, _grammar(req.response_format))
         call, _ = await self._start(request, work, "text")
-        env = shapes.envelope("text_completion", self._model()[0])
+        env = shapes.envelope("text_completion", self._model_name())
         counts = request.scope.get(LOG_KEY, {})
         if req.stream:
             events = _completion_events(call, env, req.include_usage, counts)
@@ -263,9 +267,7 @@ async def _completion_events(call, env, include_usage, counts) -> AsyncIterator[
                 reason = shapes.finish_reason(ending.stats, ending.context_full)
                 yield json.dumps(shapes.completion_chunk(env, "", reason))
                 if include_usage:
-                    yield json.dumps(
-                        {**env.head(), "choices": [], "usage": shapes.usage(ending.stats)}
-                    )
+                    yield json.dumps(shapes.usage_chunk(env, ending.stats))
         yield "[DONE]"
     finally:
         call.cancel()

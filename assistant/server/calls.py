@@ -17,7 +17,6 @@ from assistant.errors import (
     AssistantError,
     ChatFormatError,
     ContextOverflowError,
-    GenerationError,
     InvalidInputError,
     OutOfRangeError,
 )
@@ -35,6 +34,7 @@ class Call:
         self._queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         self._held: list[str] = []  # pieces not passed to the event loop yet (model thread)
         self._passed_at = 0.0
+        self._gate = gate
         try:
             self.job = gate.submit(work, self._emit, label)
         except QueueFull as exc:
@@ -75,7 +75,9 @@ class Call:
             self.job.cancel.set()
 
     def cancel(self) -> None:
+        """Stop the reply within one token, or, while it waits, take it out of the queue."""
         self.job.cancel.set()
+        self._gate.withdraw(self.job)
 
     async def next(self) -> tuple[str, Any]:
         return await self._queue.get()
@@ -142,7 +144,7 @@ def api_error(exc: BaseException) -> ApiError:
         return ApiError(400, str(exc), param=exc.field)
     if isinstance(exc, InvalidInputError | ChatFormatError):
         return ApiError(400, str(exc))
-    if isinstance(exc, GenerationError | AssistantError):
+    if isinstance(exc, AssistantError):  # GenerationError and what else the core raises
         return ApiError(500, str(exc), type="server_error", code="generation_failed")
     return ApiError(
         500, "The server failed unexpectedly; its log has the details.", type="server_error"

@@ -47,6 +47,10 @@ class GateClosed(Exception):
     """The server is shutting down: no new work is taken."""
 
 
+def _ended(*_args: Any) -> None:
+    """What an ended job's work and emit become: nothing listens any more."""
+
+
 class Job:
     """One queued piece of work, its cancel flag, and where its events go."""
 
@@ -58,6 +62,11 @@ class Job:
         self.done = threading.Event()
         self.result: Any = None
         self.queued_at = time.monotonic()
+
+    def release(self) -> None:
+        """Let go of the request (its messages, its client's queue) once the job has ended;
+        `gate.finished` keeps only the label and the result."""
+        self.work = self.emit = _ended
 
 
 class Gate:
@@ -143,7 +152,22 @@ class Gate:
                 self._running = None
                 self.finished.append(job)
             job.done.set()
+            job.release()
         return True
+
+    def withdraw(self, job: Job) -> None:
+        """A waiting job whose client left: out of the queue now, ended (a running or finished
+        job is left to its cancel flag)."""
+        with self._cond:
+            try:
+                self._waiting.remove(job)
+            except ValueError:
+                return
+            self.finished.append(job)
+        job.cancel.set()
+        job.emit("end", None)
+        job.done.set()
+        job.release()
 
     def refuse_next(self, error: Exception) -> bool:
         """Answer the next waiting job with `error` instead of running it (an owner with no
@@ -159,6 +183,7 @@ class Gate:
         with self._cond:
             self.finished.append(job)
         job.done.set()
+        job.release()
         return True
 
     def _run(self, job: Job) -> None:

@@ -143,7 +143,7 @@ def _message(item: Any, where: str) -> Message:
     role = item.get("role")
     if role in ("tool", "function") or item.get("tool_calls") or item.get("function_call"):
         raise unsupported(where, f"{where}: tool and function calls are not supported.")
-    if role not in ROLES:
+    if not isinstance(role, str) or role not in ROLES:
         raise bad_field(
             f"{where}.role", f"{where}.role must be one of system, developer, user, assistant."
         )

@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from assistant.conversation.rolling_summary import fold_into_summary
-from assistant.conversation.window import Window, fit_window
+from assistant.conversation.window import PromptCounter, Window, fit_window
 from assistant.types import SYSTEM, ContextReport, Message, Policy
 
 Summarize = Callable[[object, str, Sequence[Message], threading.Event | None], str | None]
@@ -45,32 +45,6 @@ class Fitted:
     report: ContextReport
     tokens: list[int]
     label: str  # the conversation, for the KV cache (its state is saved under this name)
-
-
-class _Counter:
-    """The runtime as the window's token counter, keeping the tokens of the last prompt it
-    counted: the prompt the window settles on was usually the last one counted, so it is not
-    rendered and tokenized a second time (a few ms for a long conversation)."""
-
-    def __init__(self, runtime):
-        self.runtime = runtime
-        self._last: tuple[tuple[Message, ...], list[int]] | None = None
-
-    def count_prompt(self, messages: Sequence[Message]) -> int:
-        tokens = self.runtime.prompt_tokens(messages)
-        self._last = (tuple(messages), tokens)
-        return len(tokens)
-
-    def tokenize(self, text: str) -> list[int]:
-        return self.runtime.tokenize(text)
-
-    def detokenize(self, tokens: Sequence[int]) -> str:
-        return self.runtime.detokenize(tokens)
-
-    def prompt_tokens(self, messages: Sequence[Message]) -> list[int]:
-        if self._last is not None and self._last[0] == tuple(messages):
-            return self._last[1]
-        return self.runtime.prompt_tokens(messages)
 
 
 def split_system(messages: Sequence[Message]) -> tuple[str, list[Message]]:
@@ -132,7 +106,7 @@ class ConversationWindows:
         n_ctx = runtime.n_ctx
         reserve = max(16, min(max_tokens, n_ctx // 4))
         start, summary, upto = state.start, state.summary, state.summary_upto
-        counter = _Counter(runtime)
+        counter = PromptCounter(runtime)
         for _ in range(4):
             window = fit_window(
                 history,
